@@ -1,0 +1,22 @@
+"""funcdiff: functional automatic differentiation with JAX.
+
+Pure functions differentiated with ``jax.grad`` and compiled with ``jit``; finite differences
+and gradient checks that are vectorised and honest about their error; optax training loops in
+one jitted ``lax.scan``; and a PyTorch parity suite (``funcdiff.parity``, torch optional).
+"""
+
+from __future__ import annotations
+
+from funcdiff import seed
+from funcdiff._config import DeviceNotFoundError, resolve_device, scoped, x64_enabled
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DeviceNotFoundError",
+    "__version__",
+    "resolve_device",
+    "scoped",
+    "seed",
+    "x64_enabled",
+]

@@ -1,0 +1,7 @@
+"""``python -m funcdiff`` runs the CLI."""
+
+import sys
+
+from funcdiff._cli import main
+
+sys.exit(main())

@@ -1,0 +1,63 @@
+"""Shared CLI plumbing: one-line errors, exit codes, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, NoReturn
+
+__all__ = ["CLIError", "Parser", "emit_json", "fail", "positive_float", "positive_int"]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """An error the CLI reports as one line with exit ``code`` (2 usage, 1 failure)."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def fail(command: str | None, message: str, code: int) -> int:
+    """Prints ``funcdiff COMMAND: error: MESSAGE`` as one line on stderr; returns ``code``."""
+    prefix = f"funcdiff {command}" if command else "funcdiff"
+    one_line = " ".join(str(message).split())
+    print(f"{prefix}: error: {one_line}", file=sys.stderr)
+    return code
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def emit_json(obj: Any) -> None:
+    """Prints exactly one JSON object on stdout."""
+    print(json.dumps(obj, indent=2, allow_nan=True))

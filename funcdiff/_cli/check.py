@@ -1,0 +1,17 @@
+"""`funcdiff check`: placeholder until its issue lands; the owner replaces this module."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from funcdiff._cli._common import CLIError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("check", help="(in progress)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise CLIError("`funcdiff check` is not implemented yet", code=2)
