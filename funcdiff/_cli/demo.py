@@ -1,0 +1,45 @@
+"""``funcdiff demo``: the tutorial, every section, the JAX way."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from funcdiff._cli._common import EXIT_FAILED, CLIError, emit_json, positive_float, positive_int
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="reproduce the autodiff tutorial with jax.grad, jit and optax",
+        description="Reproduce every number of the PyTorch autodiff tutorial with JAX.",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed for data and init (default 0)")
+    p.add_argument("--n", type=positive_int, default=100, help="regression points (default 100)")
+    p.add_argument("--epochs", type=positive_int, default=500, help="SGD epochs (default 500)")
+    p.add_argument("--lr", type=positive_float, default=0.1, help="SGD learning rate (default 0.1)")
+    p.add_argument("--device", choices=("cpu", "gpu", "tpu"), default=None,
+                   help="device platform (default: JAX's default device)")
+    p.add_argument("--x64", action="store_true", help="run in float64")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from funcdiff import DeviceNotFoundError
+    from funcdiff._demo import run_demo
+
+    try:
+        result = run_demo(
+            seed_value=args.seed, n=args.n, epochs=args.epochs, lr=args.lr,
+            device=args.device, x64=args.x64,
+        )
+    except DeviceNotFoundError as e:
+        raise CLIError(str(e), code=EXIT_FAILED) from None
+    except (TypeError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    if args.json:
+        emit_json(result.to_dict())
+    else:
+        print(result)
+    return 0 if result.ok else EXIT_FAILED
