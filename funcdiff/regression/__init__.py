@@ -7,6 +7,7 @@ vmapped call and ``confidence_interval`` turns them into percentile intervals.
 
 from __future__ import annotations
 
+from funcdiff.regression._bootstrap import bootstrap, confidence_interval, standard_error
 from funcdiff.regression._fit import DivergenceError, fit, mse, predict
 from funcdiff.regression._ols import ols
 from funcdiff.regression._result import DIVERGED, OK, FitLog, FitResult
@@ -17,8 +18,11 @@ __all__ = [
     "DivergenceError",
     "FitLog",
     "FitResult",
+    "bootstrap",
+    "confidence_interval",
     "fit",
     "mse",
     "ols",
     "predict",
+    "standard_error",
 ]

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from funcdiff._config import x64_enabled
 from funcdiff._validation import is_prng_key
@@ -210,6 +210,9 @@ def check_mesh(mesh: Any, n: int) -> Mesh | None:
 def shard_rows(data: Data, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
     """Puts ``x`` and ``y`` on ``mesh``, rows split over its first axis (a no-op when
     already laid out that way, e.g. a global array built per process)."""
+    # Run in GSPMD's automatic mode whatever the mesh's axis types (jax.make_mesh makes
+    # Explicit axes): XLA inserts the all-reduces of the mean and the gradient.
+    mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
     axis = mesh.axis_names[0]
     xs = NamedSharding(mesh, PartitionSpec(axis) if data.p is None else PartitionSpec(axis, None))
     ys = NamedSharding(mesh, PartitionSpec(axis))
