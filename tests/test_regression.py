@@ -163,3 +163,17 @@ def test_str_is_a_table():
     text = str(fit(x, y))
     assert "intercept" in text and "coef" in text and "final loss" in text
     assert text.count("\n") > 8
+
+
+def test_fit_in_chunks_follows_the_same_trajectory():
+    from funcdiff.regression._fit import fit_in_chunks
+
+    x, y = _data(60)
+    seen = []
+    a = fit_in_chunks(
+        x, y, optimizer=SGD, epochs=25, log_every=10, chunk_epochs=10,
+        on_chunk=lambda done, loss: seen.append(done),
+    )  # fmt: skip
+    b = fit(x, y, optimizer=SGD, epochs=25, log_every=10)
+    assert seen == [10, 20, 25]
+    chex.assert_trees_all_close(a, b, rtol=1e-6)

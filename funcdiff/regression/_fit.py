@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -97,60 +97,79 @@ def make_objective(loss: Callable[..., Any], dtype: Any) -> Callable[..., jax.Ar
     return objective
 
 
-def build_run(
-    optimizer: optax.GradientTransformation,
-    loss: Callable[..., Any],
-    epochs: int,
-    log_every: int,
-    batch_size: int | None,
-    method: str,
-) -> Callable[..., tuple[Any, ...]]:
-    """The whole training run as a pure function ``(x, y, params, key) -> outputs``.
+class Program:
+    """The training run, in three pure pieces that :func:`build_run` composes into one.
 
-    Not jitted here: :func:`cached_run` jits it, :mod:`._bootstrap` vmaps it first.
+    ``prepare`` casts the data, checks it is finite, builds the gram statistics and the
+    initial carry; ``advance`` scans a range of epochs; ``finish`` computes the final loss and
+    picks the last finite parameters. ``fit`` jits all three as one program; the CLI's
+    progress bar jits them separately and calls ``advance`` chunk by chunk.
     """
-    n_log = -(-epochs // log_every)
 
-    def run(x: jax.Array, y: jax.Array, params: dict[str, jax.Array], key: Any) -> tuple[Any, ...]:
+    def __init__(
+        self,
+        optimizer: optax.GradientTransformation,
+        loss: Callable[..., Any],
+        epochs: int,
+        log_every: int,
+        batch_size: int | None,
+        method: str,
+    ) -> None:
+        self.optimizer = optimizer
+        self.loss = loss
+        self.epochs = epochs
+        self.log_every = log_every
+        self.batch_size = batch_size
+        self.method = method
+        self.n_log = -(-epochs // log_every)
+
+    def prepare(self, x: jax.Array, y: jax.Array, params: dict[str, jax.Array]) -> tuple[Any, Any]:
         dtype = params["intercept"].dtype
         x = x.astype(dtype)
         y = y.astype(dtype)
-        finite_data = jnp.isfinite(x).all() & jnp.isfinite(y).all()
-        objective = make_objective(loss, dtype)
-        if method == "gram":
-            stats = _gram_stats(x, y)
+        finite = jnp.isfinite(x).all() & jnp.isfinite(y).all()
+        stats = _gram_stats(x, y) if self.method == "gram" else None
+        state0 = self.optimizer.init(params)
+        gbuf0 = jax.tree.map(lambda a: jnp.zeros((self.n_log, *a.shape), dtype), params)
+        carry0 = (params, state0, params, jnp.asarray(jnp.inf, dtype), jnp.int32(-1), gbuf0)
+        return (x, y, stats, finite), carry0
 
-            def value_and_grad(p: Any) -> tuple[jax.Array, Any]:
-                value, g = jax.value_and_grad(_gram_loss)(p, stats)
-                return jnp.maximum(value, 0), g  # rounding can take it a hair below 0
+    def _value_and_grad(self, p: Any, x: Any, y: Any, stats: Any) -> tuple[jax.Array, Any]:
+        if self.method == "gram":
+            value, g = jax.value_and_grad(_gram_loss)(p, stats)
+            return jnp.maximum(value, 0), g  # rounding can take it a hair below 0
+        return jax.value_and_grad(make_objective(self.loss, x.dtype))(p, x, y)
 
-        else:
+    def _update(self, p: Any, state: Any, g: Any) -> tuple[Any, Any]:
+        updates, state = self.optimizer.update(g, state, p)
+        return optax.apply_updates(p, updates), state
 
-            def value_and_grad(p: Any) -> tuple[jax.Array, Any]:
-                return jax.value_and_grad(objective)(p, x, y)
+    def _minibatch_epoch(
+        self, p: Any, state: Any, x: Any, y: Any, key: Any, epoch: jax.Array
+    ) -> tuple[Any, Any]:
+        assert self.batch_size is not None
+        n, b = x.shape[0], self.batch_size
+        steps = n // b  # remainder rule: the n % b rows last in this epoch's shuffle are skipped
+        perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+        idx = perm[: steps * b].reshape(steps, b)
+        objective = make_objective(self.loss, x.dtype)
 
-        n = x.shape[0]
+        def inner(c: Any, rows: jax.Array) -> tuple[Any, None]:
+            g = jax.grad(objective)(c[0], x[rows], y[rows])
+            return self._update(c[0], c[1], g), None
 
-        def update(p: Any, state: Any, g: Any) -> tuple[Any, Any]:
-            updates, state = optimizer.update(g, state, p)
-            return optax.apply_updates(p, updates), state
+        (p, state), _ = lax.scan(inner, (p, state), idx)
+        return p, state
 
-        def minibatch_epoch(p: Any, state: Any, epoch: jax.Array) -> tuple[Any, Any]:
-            assert batch_size is not None
-            steps = n // batch_size  # remainder rule: drop the last n % batch_size rows
-            perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-            idx = perm[: steps * batch_size].reshape(steps, batch_size)
-
-            def inner(c: Any, rows: jax.Array) -> tuple[Any, None]:
-                g = jax.grad(objective)(c[0], x[rows], y[rows])
-                return update(c[0], c[1], g), None
-
-            (p, state), _ = lax.scan(inner, (p, state), idx)
-            return p, state
+    def advance(
+        self, carry: Any, data: Any, key: Any, epoch_ids: jax.Array
+    ) -> tuple[Any, jax.Array]:
+        x, y, stats, _ = data
+        log_every = self.log_every
 
         def step(carry: Any, epoch: jax.Array) -> tuple[Any, jax.Array]:
             p, state, good, good_loss, div, gbuf = carry
-            value, g = value_and_grad(p)
+            value, g = self._value_and_grad(p, x, y, stats)
             div = jnp.where((div < 0) & ~jnp.isfinite(value), epoch, div)
             healthy = div < 0
             good = _select(healthy, p, good)
@@ -164,25 +183,49 @@ def build_run(
                 gbuf,
                 g,
             )
-            if batch_size is None:
-                p, state = update(p, state, g)
+            if self.batch_size is None:
+                p, state = self._update(p, state, g)
             else:
-                p, state = minibatch_epoch(p, state, epoch)
+                p, state = self._minibatch_epoch(p, state, x, y, key, epoch)
             return (p, state, good, good_loss, div, gbuf), value
 
-        state0 = optimizer.init(params)
-        gbuf0 = jax.tree.map(lambda a: jnp.zeros((n_log, *a.shape), dtype), params)
-        carry0 = (params, state0, params, jnp.asarray(jnp.inf, dtype), jnp.int32(-1), gbuf0)
-        carry, losses = lax.scan(step, carry0, jnp.arange(epochs, dtype=jnp.int32))
+        return lax.scan(step, carry, epoch_ids)
+
+    def finish(self, carry: Any, data: Any, losses: jax.Array) -> tuple[Any, ...]:
+        x, y, stats, finite = data
         p, _, good, good_loss, div, gbuf = carry
-        final = jnp.maximum(_gram_loss(p, stats), 0) if method == "gram" else objective(p, x, y)
-        div = jnp.where((div < 0) & ~jnp.isfinite(final), epochs, div)
+        if self.method == "gram":
+            final = jnp.maximum(_gram_loss(p, stats), 0)
+        else:
+            final = make_objective(self.loss, x.dtype)(p, x, y)
+        div = jnp.where((div < 0) & ~jnp.isfinite(final), self.epochs, div)
         diverged = div >= 0
         p = _select(diverged, good, p)
         final = jnp.where(diverged, good_loss, final)
         status = jnp.where(diverged, DIVERGED, OK).astype(jnp.int32)
-        log_epochs = jnp.arange(0, epochs, log_every, dtype=jnp.int32)
-        return p, losses, log_epochs, losses[::log_every], gbuf, final, status, div, finite_data
+        log_epochs = jnp.arange(0, self.epochs, self.log_every, dtype=jnp.int32)
+        log_loss = losses[:: self.log_every]
+        return p, losses, log_epochs, log_loss, gbuf, final, status, div, finite
+
+
+def build_run(
+    optimizer: optax.GradientTransformation,
+    loss: Callable[..., Any],
+    epochs: int,
+    log_every: int,
+    batch_size: int | None,
+    method: str,
+) -> Callable[..., tuple[Any, ...]]:
+    """The whole training run as a pure function ``(x, y, params, key) -> outputs``.
+
+    Not jitted here: :func:`cached_run` jits it, :mod:`._bootstrap` vmaps it first.
+    """
+    program = Program(optimizer, loss, epochs, log_every, batch_size, method)
+
+    def run(x: jax.Array, y: jax.Array, params: dict[str, jax.Array], key: Any) -> tuple[Any, ...]:
+        data, carry = program.prepare(x, y, params)
+        carry, losses = program.advance(carry, data, key, jnp.arange(epochs, dtype=jnp.int32))
+        return program.finish(carry, data, losses)
 
     return run
 
@@ -299,6 +342,40 @@ def fit(
       >>> result.losses.shape, result.log.epoch.tolist()
       ((500,), [0, 100, 200, 300, 400])
     """
+    call = _boundary(
+        x, y, optimizer, epochs, params, loss, batch_size, key, log_every, mesh, method
+    )
+    run = cached_run(*call.settings)
+    out = run(call.x, call.y, call.params, call.key)
+    result = to_result(out)
+    if not call.traced:
+        check_outcome(out, throw)
+    return result
+
+
+class _Call(NamedTuple):
+    x: Any
+    y: Any
+    params: dict[str, Any]
+    key: Any
+    settings: tuple[Any, ...]  # optimizer, loss, epochs, log_every, batch_size, method
+    traced: bool
+
+
+def _boundary(
+    x: Any,
+    y: Any,
+    optimizer: Any,
+    epochs: Any,
+    params: Any,
+    loss: Any,
+    batch_size: Any,
+    key: Any,
+    log_every: Any,
+    mesh: Any,
+    method: Any,
+) -> _Call:
+    """Every check of ``fit``'s arguments; host-side, on shapes and dtypes only."""
     data = _data.check_data(x, y)
     epochs = _data.check_epochs(epochs)
     log_every = _data.check_log_every(log_every)
@@ -308,12 +385,54 @@ def fit(
     p0 = _data.check_params(params, data) if not traced else _traced_params(params, data)
     mesh = _data.check_mesh(mesh, data.n)
     xs, ys = (data.x, data.y) if mesh is None else _data.shard_rows(data, mesh)
-    run = cached_run(optimizer, loss_fn, epochs, log_every, batch_size, method)
-    out = run(xs, ys, p0, key)
-    result = to_result(out)
-    if not traced:
-        check_outcome(out, throw)
-    return result
+    settings = (optimizer, loss_fn, epochs, log_every, batch_size, method)
+    return _Call(xs, ys, p0, key, settings, traced)
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk_programs(*settings: Any) -> tuple[Callable[..., Any], ...]:
+    program = Program(*settings)
+    return jax.jit(program.prepare), jax.jit(program.advance), jax.jit(program.finish)
+
+
+def fit_in_chunks(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    on_chunk: Callable[[int, float], None],
+    chunk_epochs: int,
+    throw: bool = True,
+    **kwargs: Any,
+) -> FitResult:
+    """:func:`fit`, with the scan cut into chunks of ``chunk_epochs`` epochs.
+
+    After each chunk ``on_chunk(epochs_done, loss)`` is called (the CLI's progress bar). The
+    trajectory is the same as ``fit``'s; the cost is one dispatch and one sync per chunk, so
+    ``fit`` itself never pays it.
+    """
+    names = ("optimizer", "epochs", "params", "loss", "batch_size", "key", "log_every", "mesh")
+    unknown = set(kwargs) - {*names, "method"}
+    if unknown:
+        raise TypeError(f"Unexpected keyword arguments {sorted(unknown)}.")
+    defaults = {"epochs": 500, "log_every": 100, "method": "autodiff"}
+    args = {k: kwargs.get(k, defaults.get(k)) for k in (*names, "method")}
+    call = _boundary(
+        x, y, args["optimizer"], args["epochs"], args["params"], args["loss"],
+        args["batch_size"], args["key"], args["log_every"], args["mesh"], args["method"],
+    )  # fmt: skip
+    chunk_epochs = _data.check_epochs(chunk_epochs)
+    prepare, advance, finish = _chunk_programs(*call.settings)
+    epochs = call.settings[2]
+    data, carry = prepare(call.x, call.y, call.params)
+    pieces = []
+    for start in range(0, epochs, chunk_epochs):
+        ids = jnp.arange(start, min(start + chunk_epochs, epochs), dtype=jnp.int32)
+        carry, losses = advance(carry, data, call.key, ids)
+        pieces.append(losses)
+        on_chunk(int(ids[-1]) + 1, float(losses[-1]))
+    out = finish(carry, data, jnp.concatenate(pieces))
+    check_outcome(out, throw)
+    return to_result(out)
 
 
 def _traced_params(params: Any, data: _data.Data) -> dict[str, Any]:
