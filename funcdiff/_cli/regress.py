@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,9 @@ def read_csv(path: str, x_cols: list[str], y_col: str) -> tuple[np.ndarray, np.n
     return x, arr[:, -1]
 
 
+@functools.lru_cache(maxsize=16)
 def _optimizer(name: str, lr: float) -> Any:
+    """One optimizer object per (name, lr), so repeated runs in a process reuse the compiled fit."""
     import optax
 
     return {

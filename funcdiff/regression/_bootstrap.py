@@ -18,7 +18,13 @@ import numpy as np
 
 from funcdiff._validation import is_prng_key
 from funcdiff.regression import _data
-from funcdiff.regression._fit import build_run, check_outcome, check_settings, to_result
+from funcdiff.regression._fit import (
+    build_run,
+    check_outcome,
+    check_settings,
+    compiler_options,
+    to_result,
+)
 from funcdiff.regression._result import OK, FitResult
 
 __all__ = ["bootstrap", "confidence_interval", "standard_error"]
@@ -37,6 +43,7 @@ def _cached(
     batch_size: Any,
     method: str,
     n_resamples: int,
+    n_rows: int,
 ) -> Callable[..., tuple[Any, ...]]:
     run = build_run(optimizer, loss, epochs, log_every, batch_size, method)
 
@@ -52,7 +59,7 @@ def _cached(
         flags = out[8].at[:, 2].set(finite.astype(jnp.int32))
         return (*out[:8], flags)
 
-    return jax.jit(many)
+    return jax.jit(many, compiler_options=compiler_options(n_rows))
 
 
 def bootstrap(key: Any, x: Any, y: Any, n_resamples: int, **fit_kwargs: Any) -> FitResult:
@@ -114,10 +121,12 @@ def bootstrap(key: Any, x: Any, y: Any, n_resamples: int, **fit_kwargs: Any) -> 
     batch_size, _ = _data.check_batch(batch_size, key, data.n)
     params = _data.check_params(fit_kwargs.get("params"), data)
     try:
-        run = _cached(optimizer, loss, epochs, log_every, batch_size, method, int(n_resamples))
+        run = _cached(
+            optimizer, loss, epochs, log_every, batch_size, method, int(n_resamples), data.n
+        )
     except TypeError:  # unhashable optimizer or loss
         run = _cached.__wrapped__(
-            optimizer, loss, epochs, log_every, batch_size, method, int(n_resamples)
+            optimizer, loss, epochs, log_every, batch_size, method, int(n_resamples), data.n
         )
     out = run(key, data.x, data.y, params)
     check_outcome(out, bool(fit_kwargs.get("throw", True)))
