@@ -64,6 +64,8 @@ def to_numpy_tree(tree: Any, *, name: str = "tree") -> Any:
 def _tensor_to_numpy(t: Any) -> np.ndarray:
     torch = require_torch()
     t = t.detach()
+    if t._is_zerotensor():  # autograd's lazily-zero gradients own no memory
+        t = torch.zeros(t.shape, dtype=t.dtype)
     if t.device.type != "cpu":
         t = t.cpu()
     t = t.resolve_conj().resolve_neg().contiguous()
