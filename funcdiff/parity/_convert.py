@@ -76,13 +76,13 @@ def _tensor_to_numpy(t: Any) -> np.ndarray:
 
 def _numpy_to_tensor(a: np.ndarray, device: Any) -> Any:
     torch = require_torch()
-    a = np.ascontiguousarray(a)
+    a = np.array(a, copy=True, order="C")  # (ascontiguousarray turns 0-d into 1-d)
     if a.dtype == _BF16:
-        t = torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
+        t = torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
     else:
         if a.dtype.kind not in "biufc":
             raise TypeError(f"Expected a numeric array, got dtype {a.dtype}.")
-        t = torch.from_numpy(a.copy())
+        t = torch.from_numpy(a)
     return t if device is None else t.to(device)
 
 

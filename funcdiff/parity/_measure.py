@@ -272,25 +272,28 @@ def measure_jax(
 
 @contextlib.contextmanager
 def torch_precision(torch: Any, *, float64: bool) -> Iterator[None]:
-    """Full-precision matmuls (no TF32) and, for float64 runs, float64 as torch's default."""
-    saved = (
-        torch.get_float32_matmul_precision(),
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.allow_tf32,
-        torch.get_default_dtype(),
-    )
+    """Full-precision float32 matmuls and convolutions (no TF32/bf16 shortcuts) and, for
+    float64 runs, float64 as torch's default dtype; everything restored afterwards."""
+    saved_matmul = torch.get_float32_matmul_precision()
+    conv = getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None)
+    saved_conv = conv if conv is not None else torch.backends.cudnn.allow_tf32
+    saved_dtype = torch.get_default_dtype()
     try:
         torch.set_float32_matmul_precision("highest")
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        if conv is not None:  # torch >= 2.9 API; mixing in the legacy flags is an error there
+            torch.backends.cudnn.conv.fp32_precision = "ieee"
+        else:  # pragma: no cover - older torch
+            torch.backends.cudnn.allow_tf32 = False
         if float64:
             torch.set_default_dtype(torch.float64)
         yield
     finally:
-        torch.set_float32_matmul_precision(saved[0])
-        torch.backends.cuda.matmul.allow_tf32 = saved[1]
-        torch.backends.cudnn.allow_tf32 = saved[2]
-        torch.set_default_dtype(saved[3])
+        torch.set_float32_matmul_precision(saved_matmul)
+        if conv is not None:
+            torch.backends.cudnn.conv.fp32_precision = saved_conv
+        else:  # pragma: no cover
+            torch.backends.cudnn.allow_tf32 = saved_conv
+        torch.set_default_dtype(saved_dtype)
 
 
 def _torch_leaf(x: Any) -> np.ndarray:

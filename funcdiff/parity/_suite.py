@@ -23,7 +23,8 @@ import numpy as np
 from funcdiff._report import table
 from funcdiff.parity import _measure as M
 from funcdiff.parity._compare import ParityResult, ParityRow, _run
-from funcdiff.parity._golden import GOLDEN_PATH, GoldenFile
+from funcdiff.parity import _golden
+from funcdiff.parity._golden import GoldenFile
 from funcdiff.parity._torch import require_torch, torch_available
 
 __all__ = ["DTYPES", "CaseOutcome", "CatalogReport", "regenerate_golden", "run_catalog", "select_cases"]
@@ -149,8 +150,12 @@ def select_cases(cases: Sequence[Any], pattern: str | None) -> tuple[Any, ...]:
 
 
 def _load_catalog() -> tuple[Any, ...]:
-    from funcdiff.parity._catalog import catalog  # type: ignore[import-not-found,unused-ignore]
-
+    try:
+        from funcdiff.parity._catalog import catalog  # type: ignore[import-not-found,unused-ignore]
+    except ModuleNotFoundError as e:
+        if e.name != "funcdiff.parity._catalog":
+            raise
+        raise ImportError("the reference catalog (funcdiff.parity._catalog) is not installed") from None
     return tuple(catalog())
 
 
@@ -177,7 +182,7 @@ def run_catalog(
     dtypes: Sequence[str] = DTYPES,
     pattern: str | None = None,
     reference: Reference = "auto",
-    golden_path: str | Path = GOLDEN_PATH,
+    golden_path: str | Path | None = None,
     key: Any = None,
     progress: Callable[[CaseOutcome, int, int], None] | None = None,
 ) -> CatalogReport:
@@ -189,7 +194,7 @@ def run_catalog(
       pattern: keep only cases matching this glob or substring.
       reference: ``"torch"`` (live), ``"golden"`` (the stored file) or ``"auto"`` (live when
         PyTorch is installed, the golden file otherwise).
-      golden_path: the golden file for ``reference="golden"``.
+      golden_path: the golden file (default ``funcdiff/parity/data/golden.json``).
       key: PRNG key (or int) for cotangents and tangents; golden files are made with the
         default, so keep it None with them.
       progress: called as ``progress(outcome, done, total)`` after each case.
@@ -208,7 +213,7 @@ def run_catalog(
     if not chosen:
         raise ValueError(f"No catalog case matches `pattern` {pattern!r}.")
     live = reference == "torch" or (reference == "auto" and torch_available())
-    golden = None if live else GoldenFile.load(golden_path)
+    golden = None if live else GoldenFile.load(golden_path or _golden.GOLDEN_PATH)
     torch = require_torch() if live else None
     ref = f"torch {torch.__version__}" if torch else f"golden file (torch {golden.torch_version})"  # type: ignore[union-attr]
     total, outcomes = len(chosen) * len(dts), []
@@ -255,7 +260,7 @@ def regenerate_golden(
     *,
     dtypes: Sequence[str] = DTYPES,
     pattern: str | None = None,
-    path: str | Path = GOLDEN_PATH,
+    path: str | Path | None = None,
     progress: Callable[[CaseOutcome, int, int], None] | None = None,
 ) -> tuple[Path, CatalogReport]:
     """Runs the catalog against live PyTorch and writes its measurements to the golden file.
@@ -273,11 +278,12 @@ def regenerate_golden(
     chosen = select_cases(_load_catalog() if cases is None else cases, pattern)
     if not chosen:
         raise ValueError(f"No catalog case matches `pattern` {pattern!r}.")
+    path = Path(path or _golden.GOLDEN_PATH)
     try:
         old = GoldenFile.load(path).entries
     except LookupError:
         old = {}
-    gf = GoldenFile(old, torch_version=torch.__version__, path=Path(path))
+    gf = GoldenFile(old, torch_version=torch.__version__, path=path)
     ref = f"torch {torch.__version__}"
     total, outcomes = len(chosen) * len(dts), []
     for dtype in dts:
