@@ -42,8 +42,11 @@ def good_cases() -> tuple[Case, ...]:
         return (h @ p["w2"]).sum(), h
 
     def mlp_args(rng, dtype):
-        p = {"w1": rng.standard_normal((3, 4)), "b1": rng.standard_normal(4),
-             "w2": rng.standard_normal((4, 2))}
+        p = {
+            "w1": rng.standard_normal((3, 4)),
+            "b1": rng.standard_normal(4),
+            "w2": rng.standard_normal((4, 2)),
+        }
         return jax.tree.map(lambda a: a.astype(dtype), p), rng.standard_normal((5, 3)).astype(dtype)
 
     return (
@@ -61,8 +64,13 @@ def bad_cases() -> tuple[Case, ...]:
 
     return (
         # registered: abs at 0 has gradient 1 in JAX, 0 in PyTorch
-        Case("kink/abs", lambda x: jnp.abs(x).sum(), lambda x: torch.abs(x).sum(),
-             lambda rng, dtype: (np.zeros(3, dtype),), divergence="abs_at_zero"),
+        Case(
+            "kink/abs",
+            lambda x: jnp.abs(x).sum(),
+            lambda x: torch.abs(x).sum(),
+            lambda rng, dtype: (np.zeros(3, dtype),),
+            divergence="abs_at_zero",
+        ),
         # unregistered: tanh-approximate gelu against the exact one
         Case("nn/gelu_wrong", jax.nn.gelu, torch.nn.functional.gelu, normal(8)),
         Case("broken/raises", jnp.sin, boom, normal(2)),

@@ -37,8 +37,10 @@ def torch_mlp(params, x):
 
 
 def mlp_params(dtype):
-    return {"l1": {"w": _rng(dtype, 4, 8), "b": _rng(dtype, 8, seed_=1)},
-            "l2": {"w": _rng(dtype, 8, 3, seed_=2)}}
+    return {
+        "l1": {"w": _rng(dtype, 4, 8), "b": _rng(dtype, 8, seed_=1)},
+        "l2": {"w": _rng(dtype, 8, 3, seed_=2)},
+    }
 
 
 @pytest.mark.parametrize("dtype", DT)
@@ -62,7 +64,9 @@ def test_scalar_loss_gets_gradient_and_hvp(dtype):
     def tloss(w, x, y):
         return torch.mean((torch.tanh(x @ w) - y) ** 2)
 
-    res = compare(jloss, tloss, _rng(dtype, 3), _rng(dtype, 10, 3, seed_=1), _rng(dtype, 10, seed_=2))
+    res = compare(
+        jloss, tloss, _rng(dtype, 3), _rng(dtype, 10, 3, seed_=1), _rng(dtype, 10, seed_=2)
+    )
     res.assert_ok()
     assert {r.quantity for r in res.rows} == {"value", "grad", "jvp", "hvp"}
     assert sum(r.quantity == "hvp" for r in res.rows) == 3
@@ -72,8 +76,11 @@ def test_tutorial_f_against_its_pytorch_twin():
     x = np.asarray(seed.POINT, np.float32)
     res = compare(seed.f, lambda x: (torch.log(x[0] * x[1]), torch.sin(x[1])), x)
     res.assert_ok()
-    np.testing.assert_allclose([r.torch_value for r in res.rows if r.quantity == "value"],
-                               [np.log(0.375), np.sin(0.75)], rtol=1e-6)
+    np.testing.assert_allclose(
+        [r.torch_value for r in res.rows if r.quantity == "value"],
+        [np.log(0.375), np.sin(0.75)],
+        rtol=1e-6,
+    )
 
 
 # ---- wrong twins are caught -----------------------------------------------------------------
@@ -81,9 +88,12 @@ def test_tutorial_f_against_its_pytorch_twin():
 
 @pytest.mark.parametrize("dtype", DT)
 def test_detached_torch_twin_is_caught_in_the_gradient_not_the_value(dtype):
-    res = compare(lambda w, x: jnp.sum(jnp.sin(x * w)),
-                  lambda w, x: torch.sum(torch.sin(x * w.detach())),
-                  _rng(dtype, 4), _rng(dtype, 4, seed_=1))
+    res = compare(
+        lambda w, x: jnp.sum(jnp.sin(x * w)),
+        lambda w, x: torch.sum(torch.sin(x * w.detach())),
+        _rng(dtype, 4),
+        _rng(dtype, 4, seed_=1),
+    )
     assert not res.ok
     failed = {(r.quantity, r.path) for r in res.failures}
     assert ("grad", "args[0]") in failed and ("value", "out") not in failed
@@ -93,8 +103,11 @@ def test_detached_torch_twin_is_caught_in_the_gradient_not_the_value(dtype):
 
 
 def test_stop_gradient_on_the_jax_side_is_caught():
-    res = compare(lambda x: jnp.sum(jax.lax.stop_gradient(x) * x), lambda x: torch.sum(x * x),
-                  _rng(np.float32, 6))
+    res = compare(
+        lambda x: jnp.sum(jax.lax.stop_gradient(x) * x),
+        lambda x: torch.sum(x * x),
+        _rng(np.float32, 6),
+    )
     assert not res.ok and res.worst.quantity in ("grad", "jvp", "hvp")
     assert [r.quantity for r in res.failures] == ["grad", "jvp", "hvp"]
 
@@ -168,7 +181,9 @@ def test_nan_and_inf_must_sit_in_the_same_places_never_zeroed():
 
 def test_compare_arrays_rules():
     f32 = np.float32
-    r = compare_arrays("value", "out", np.array([1.0, 2.0], f32), np.array([1.0, 2.0 + 1e-3], f32), None, None)
+    r = compare_arrays(
+        "value", "out", np.array([1.0, 2.0], f32), np.array([1.0, 2.0 + 1e-3], f32), None, None
+    )
     assert not r.passed and r.worst_index == (1,) and r.torch_value == pytest.approx(2.001)
     assert r.max_rel_error == pytest.approx(1e-3 / 2.001, rel=1e-3)
     r = compare_arrays("value", "out", np.ones(2, np.float32), np.ones(2, np.float64), None, None)
@@ -244,8 +259,12 @@ def test_float64_runs_both_in_float64_and_nothing_leaks():
         res = compare(jfn, tfn, _rng(np.float64, 3, 2))
         res.assert_ok()
         assert res.dtype == "float64" and res.rows[0].jax_value is not None
-        assert seen == {"x64": True, "precision": "highest", "torch_default": torch.float64,
-                        "torch_precision": "highest"}
+        assert seen == {
+            "x64": True,
+            "precision": "highest",
+            "torch_default": torch.float64,
+            "torch_precision": "highest",
+        }
         assert (jax.config.jax_enable_x64, torch.get_default_dtype()) == before
         assert torch.get_float32_matmul_precision() == "medium"
     finally:

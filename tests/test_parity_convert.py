@@ -38,7 +38,9 @@ def test_round_trip_preserves_dtype_shape_and_values(dtype, shape):
 
 def test_values_match_torch_built_the_same_way():
     a = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
-    np.testing.assert_array_equal(to_torch(jnp.asarray(a)).numpy(), torch.arange(12.0).reshape(3, 4).div(7).numpy())
+    np.testing.assert_array_equal(
+        to_torch(jnp.asarray(a)).numpy(), torch.arange(12.0).reshape(3, 4).div(7).numpy()
+    )
 
 
 def test_pytree_structure_is_kept():

@@ -25,16 +25,31 @@ def register(sub: Any) -> None:
             "against the golden reference file) and summarise the outcomes."
         ),
     )
-    p.add_argument("--dtype", choices=("float32", "float64", "all"), default="all",
-                   help="which dtype(s) to run (default: all)")
-    p.add_argument("--case", metavar="PATTERN", default=None,
-                   help="only cases whose name matches this glob (e.g. 'linalg/*') or substring")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64", "all"),
+        default="all",
+        help="which dtype(s) to run (default: all)",
+    )
+    p.add_argument(
+        "--case",
+        metavar="PATTERN",
+        default=None,
+        help="only cases whose name matches this glob (e.g. 'linalg/*') or substring",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    p.add_argument("--regenerate", action="store_true",
-                   help="run against live PyTorch and rewrite the golden reference file")
-    p.add_argument("--reference", choices=("auto", "torch", "golden"), default="auto",
-                   help="compare against live PyTorch, the golden file, or whichever is "
-                        "available (default: auto = live when PyTorch is installed)")
+    p.add_argument(
+        "--regenerate",
+        action="store_true",
+        help="run against live PyTorch and rewrite the golden reference file",
+    )
+    p.add_argument(
+        "--reference",
+        choices=("auto", "torch", "golden"),
+        default="auto",
+        help="compare against live PyTorch, the golden file, or whichever is "
+        "available (default: auto = live when PyTorch is installed)",
+    )
     p.set_defaults(func=run)
 
 
@@ -47,14 +62,23 @@ def _progress(enabled: bool) -> Iterator[Callable[[Any, int, int], None] | None]
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    with Progress(TextColumn("parity"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.description}"), console=Console(stderr=True),
-                  transient=True) as bar:
+    with Progress(
+        TextColumn("parity"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
         task = bar.add_task("", total=None)
 
         def hook(outcome: Any, done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total,
-                       description=f"{outcome.name} {outcome.dtype}: {outcome.status}")
+            bar.update(
+                task,
+                completed=done,
+                total=total,
+                description=f"{outcome.name} {outcome.dtype}: {outcome.status}",
+            )
 
         yield hook
 
@@ -71,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
             if args.regenerate:
                 path, report = regenerate_golden(dtypes=dtypes, pattern=args.case, progress=hook)
             else:
-                report = run_catalog(dtypes=dtypes, pattern=args.case, reference=args.reference,
-                                     progress=hook)
+                report = run_catalog(
+                    dtypes=dtypes, pattern=args.case, reference=args.reference, progress=hook
+                )
     except ImportError as e:
         raise CLIError(str(e)) from None
     except GoldenError as e:

@@ -74,16 +74,33 @@ class ParityRow(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "quantity": self.quantity, "path": self.path,
-            "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
+            "quantity": self.quantity,
+            "path": self.path,
+            "max_abs_error": self.max_abs_error,
+            "max_rel_error": self.max_rel_error,
             "worst_index": None if self.worst_index is None else list(self.worst_index),
-            "rtol": self.rtol, "atol": self.atol, "pass": self.passed,
-            "jax_value": self.jax_value, "torch_value": self.torch_value, "note": self.note,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "pass": self.passed,
+            "jax_value": self.jax_value,
+            "torch_value": self.torch_value,
+            "note": self.note,
         }
 
 
-_HEADERS = ("quantity", "path", "max abs err", "max rel err", "worst index", "jax", "torch",
-            "rtol", "atol", "pass", "note")
+_HEADERS = (
+    "quantity",
+    "path",
+    "max abs err",
+    "max rel err",
+    "worst index",
+    "jax",
+    "torch",
+    "rtol",
+    "atol",
+    "pass",
+    "note",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,16 +132,33 @@ class ParityResult:
     def worst(self) -> ParityRow | None:
         """The failing row furthest beyond its tolerance (None when all pass)."""
         fails = self.failures
-        return max(fails, key=lambda r: (np.nan_to_num(r.excess, nan=np.inf), r.max_abs_error)) if fails else None
+        return (
+            max(fails, key=lambda r: (np.nan_to_num(r.excess, nan=np.inf), r.max_abs_error))
+            if fails
+            else None
+        )
 
     def _table(self, rows: tuple[ParityRow, ...]) -> str:
         status = "OK" if self.ok else f"FAILED ({len(self.failures)} of {len(self.rows)} rows)"
         ref = f" vs {self.reference}" if self.reference else ""
         body = table(
             _HEADERS,
-            [(r.quantity, r.path, r.max_abs_error, r.max_rel_error,
-              "-" if r.worst_index is None else str(r.worst_index), r.jax_value, r.torch_value,
-              r.rtol, r.atol, r.passed, r.note) for r in rows],
+            [
+                (
+                    r.quantity,
+                    r.path,
+                    r.max_abs_error,
+                    r.max_rel_error,
+                    "-" if r.worst_index is None else str(r.worst_index),
+                    r.jax_value,
+                    r.torch_value,
+                    r.rtol,
+                    r.atol,
+                    r.passed,
+                    r.note,
+                )
+                for r in rows
+            ],
             title=f"parity {status}: {self.dtype}{ref}",
         )
         return body + "".join(f"\nnote: {n}" for n in self.notes)
@@ -135,11 +169,18 @@ class ParityResult:
     def assert_ok(self) -> None:
         """Raises ``AssertionError`` listing every failing row (path, values, tolerance, stage)."""
         if not self.ok:
-            raise AssertionError("JAX and PyTorch disagree:\n" + self._table(self.failures or self.rows))
+            raise AssertionError(
+                "JAX and PyTorch disagree:\n" + self._table(self.failures or self.rows)
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "dtype": self.dtype, "reference": self.reference,
-                "notes": list(self.notes), "rows": [r.to_dict() for r in self.rows]}
+        return {
+            "ok": self.ok,
+            "dtype": self.dtype,
+            "reference": self.reference,
+            "notes": list(self.notes),
+            "rows": [r.to_dict() for r in self.rows],
+        }
 
 
 # ---- one array pair -------------------------------------------------------------------------
@@ -157,22 +198,44 @@ def _item(x: np.ndarray, idx: tuple[int, ...]) -> float:
 
 
 def compare_arrays(
-    quantity: str, path: str, a: np.ndarray, b: np.ndarray,
-    rtol: float | None, atol: float | None, *, check_dtype: bool = True,
+    quantity: str,
+    path: str,
+    a: np.ndarray,
+    b: np.ndarray,
+    rtol: float | None,
+    atol: float | None,
+    *,
+    check_dtype: bool = True,
 ) -> ParityRow:
     """Compares JAX's ``a`` with PyTorch's ``b`` (see the module docstring)."""
     r, t = _tolerance(a.dtype, rtol, atol)
     row = lambda passed, note="", **kw: ParityRow(
-        quantity, path, kw.get("abs", 0.0), kw.get("rel", 0.0), kw.get("idx"), r, t, passed,
-        kw.get("ja"), kw.get("tv"), note, kw.get("excess", 0.0 if passed else np.inf),
+        quantity,
+        path,
+        kw.get("abs", 0.0),
+        kw.get("rel", 0.0),
+        kw.get("idx"),
+        r,
+        t,
+        passed,
+        kw.get("ja"),
+        kw.get("tv"),
+        note,
+        kw.get("excess", 0.0 if passed else np.inf),
     )
     if a.shape != b.shape:
         return row(False, f"shape {a.shape} (JAX) vs {b.shape} (PyTorch)", abs=np.inf, rel=np.inf)
     note = ""
     if check_dtype and a.dtype != b.dtype:
-        fa, fb = is_float_dtype(a.dtype), is_float_dtype(b.dtype)
-        if fa or fb or a.dtype.kind != b.dtype.kind and {a.dtype.kind, b.dtype.kind} != {"i", "u"}:
-            return row(False, f"dtype {a.dtype} (JAX) vs {b.dtype} (PyTorch)", abs=np.inf, rel=np.inf)
+        kinds = {a.dtype.kind, b.dtype.kind}
+        if (
+            is_float_dtype(a.dtype)
+            or is_float_dtype(b.dtype)
+            or kinds not in ({"i"}, {"u"}, {"i", "u"})
+        ):
+            return row(
+                False, f"dtype {a.dtype} (JAX) vs {b.dtype} (PyTorch)", abs=np.inf, rel=np.inf
+            )
         note = f"dtype {a.dtype} vs {b.dtype}"
     if a.size == 0:
         return row(True, note or "empty")
@@ -182,8 +245,15 @@ def compare_arrays(
     bad = (nan_x != nan_y) | inf_bad
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        return row(False, f"NaN/inf in different places ({int(bad.sum())} of {a.size})",
-                   abs=np.inf, rel=np.inf, idx=idx, ja=_item(x, idx), tv=_item(y, idx))
+        return row(
+            False,
+            f"NaN/inf in different places ({int(bad.sum())} of {a.size})",
+            abs=np.inf,
+            rel=np.inf,
+            idx=idx,
+            ja=_item(x, idx),
+            tv=_item(y, idx),
+        )
     finite = np.isfinite(x) & np.isfinite(y)
     if not finite.any():
         return row(True, note or "all non-finite, same places")
@@ -195,40 +265,78 @@ def compare_arrays(
     flat = int(np.argmax(excess))
     idx = tuple(int(i) for i in np.unravel_index(flat, a.shape))
     worst = float(excess.ravel()[flat])
-    return row(worst <= 1.0, note, abs=float(err.max()), rel=float(rel.max()), idx=idx,
-               ja=_item(x, idx), tv=_item(y, idx), excess=worst)
+    return row(
+        worst <= 1.0,
+        note,
+        abs=float(err.max()),
+        rel=float(rel.max()),
+        idx=idx,
+        ja=_item(x, idx),
+        tv=_item(y, idx),
+        excess=worst,
+    )
 
 
 # ---- two measurements -----------------------------------------------------------------------
 
 
 def compare_measurements(
-    jm: M.Measurement, tm: M.Measurement, *, grad_name: str,
-    rtol: float | None, atol: float | None,
+    jm: M.Measurement,
+    tm: M.Measurement,
+    *,
+    grad_name: str,
+    rtol: float | None,
+    atol: float | None,
 ) -> tuple[list[ParityRow], list[str]]:
     """Rows for outputs, gradients/VJPs, JVPs and HVPs of two measurements."""
     notes: list[str] = [*tm.notes]
     if jm.structure != tm.structure:
         why = M.describe_mismatch(jm.structure, tm.structure)
         notes.append("outputs differ in structure: derivatives not compared")
-        return [ParityRow("structure", "out", np.inf, np.inf, None, 0.0, 0.0, False,
-                          note=f"output trees differ {why}", excess=np.inf)], notes
-    rows = [compare_arrays("value", p, a, b, rtol, atol)
-            for (p, a), (_, b) in zip(jm.outputs, tm.outputs, strict=True)]
+        return [
+            ParityRow(
+                "structure",
+                "out",
+                np.inf,
+                np.inf,
+                None,
+                0.0,
+                0.0,
+                False,
+                note=f"output trees differ {why}",
+                excess=np.inf,
+            )
+        ], notes
+    rows = [
+        compare_arrays("value", p, a, b, rtol, atol)
+        for (p, a), (_, b) in zip(jm.outputs, tm.outputs, strict=True)
+    ]
     if any(not r.passed and r.note.startswith("shape") for r in rows):
         notes.append("output shapes differ: derivatives not compared")
         return rows, notes
-    for name, js, ts in ((grad_name, jm.grads, tm.grads), ("jvp", jm.jvp, tm.jvp), ("hvp", jm.hvp, tm.hvp)):
+    for name, js, ts in (
+        (grad_name, jm.grads, tm.grads),
+        ("jvp", jm.jvp, tm.jvp),
+        ("hvp", jm.hvp, tm.hvp),
+    ):
         if js is None or ts is None:
             continue
-        rows.extend(compare_arrays(name, p, a, b, rtol, atol, check_dtype=False)
-                    for (p, a), (_, b) in zip(js, ts, strict=True))
+        rows.extend(
+            compare_arrays(name, p, a, b, rtol, atol, check_dtype=False)
+            for (p, a), (_, b) in zip(js, ts, strict=True)
+        )
     return rows, notes
 
 
 def _run(
-    jax_fn: Callable[..., Any], torch_side: Callable[..., M.Measurement], args: tuple[Any, ...],
-    *, rtol: float | None, atol: float | None, key: Any, jit: bool = True,
+    jax_fn: Callable[..., Any],
+    torch_side: Callable[..., M.Measurement],
+    args: tuple[Any, ...],
+    *,
+    rtol: float | None,
+    atol: float | None,
+    key: Any,
+    jit: bool = True,
 ) -> tuple[list[ParityRow], list[str], str]:
     """Shared by :func:`compare` and the golden runner: ``torch_side(prep, cots, scalar)``."""
     prep = M.prepare(args, key)
@@ -236,8 +344,11 @@ def _run(
     with scoped(x64=prep.x64, matmul_precision="highest"):
         jargs = M.jax_args(prep)
         _, spec, _ = M.jax_output_spec(jax_fn, prep, jargs)
-        fspec = [(tuple(np.shape(x)), np.dtype(x.dtype)) for _, x in spec
-                 if hasattr(x, "dtype") and is_float_dtype(x.dtype)]
+        fspec = [
+            (tuple(np.shape(x)), np.dtype(x.dtype))
+            for _, x in spec
+            if hasattr(x, "dtype") and is_float_dtype(x.dtype)
+        ]
         scalar = len(fspec) == 1 and fspec[0][0] == () and len(spec) == 1
         cots = None
         if not prep.float_idx:
@@ -248,14 +359,19 @@ def _run(
             cots = M.draw_cotangents(prep, fspec, scalar)
         tm = torch_side(prep, cots, scalar)
         jm = M.measure_jax(jax_fn, prep, jargs, cots, scalar, jit=jit)
-    rows, more = compare_measurements(jm, tm, grad_name="grad" if scalar else "vjp",
-                                      rtol=rtol, atol=atol)
+    rows, more = compare_measurements(
+        jm, tm, grad_name="grad" if scalar else "vjp", rtol=rtol, atol=atol
+    )
     return rows, notes + more, prep.dtype
 
 
 def compare(
-    jax_fn: Callable[..., Any], torch_fn: Callable[..., Any], *args: Any,
-    rtol: float | None = None, atol: float | None = None, key: Any = None,
+    jax_fn: Callable[..., Any],
+    torch_fn: Callable[..., Any],
+    *args: Any,
+    rtol: float | None = None,
+    atol: float | None = None,
+    key: Any = None,
 ) -> ParityResult:
     """Checks a JAX function against its PyTorch twin: values, gradients, JVP and HVP.
 
@@ -293,8 +409,10 @@ def compare(
       True
     """
     torch = require_torch()
-    tol = {k: None if v is None else check_positive_float(k, v) if v != 0 else 0.0
-           for k, v in (("rtol", rtol), ("atol", atol))}
+    tol = {
+        k: None if v is None else check_positive_float(k, v) if v != 0 else 0.0
+        for k, v in (("rtol", rtol), ("atol", atol))
+    }
 
     def torch_side(prep: M.Prepared, cots: Any, scalar: bool) -> M.Measurement:
         with M.torch_precision(torch, float64=prep.x64):
@@ -302,4 +420,3 @@ def compare(
 
     rows, notes, dtype = _run(jax_fn, torch_side, args, rtol=tol["rtol"], atol=tol["atol"], key=key)
     return ParityResult(tuple(rows), tuple(notes), dtype, f"torch {torch.__version__}")
-

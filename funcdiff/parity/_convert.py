@@ -56,9 +56,7 @@ def to_numpy_tree(tree: Any, *, name: str = "tree") -> Any:
       TypeError: a leaf is not an array; the message names its pytree path.
     """
     leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    return jax.tree_util.tree_unflatten(
-        treedef, [_leaf_to_numpy(p, x, name) for p, x in leaves]
-    )
+    return jax.tree_util.tree_unflatten(treedef, [_leaf_to_numpy(p, x, name) for p, x in leaves])
 
 
 def _tensor_to_numpy(t: Any) -> np.ndarray:

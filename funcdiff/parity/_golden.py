@@ -60,8 +60,12 @@ def _as_tuples(x: Any) -> Any:
 
 def encode(m: Measurement, digest: str) -> dict[str, Any]:
     return {
-        "inputs": digest, "structure": m.structure, "outputs": _enc_leaves(m.outputs),
-        "grads": _enc_leaves(m.grads), "jvp": _enc_leaves(m.jvp), "hvp": _enc_leaves(m.hvp),
+        "inputs": digest,
+        "structure": m.structure,
+        "outputs": _enc_leaves(m.outputs),
+        "grads": _enc_leaves(m.grads),
+        "jvp": _enc_leaves(m.jvp),
+        "hvp": _enc_leaves(m.hvp),
         "notes": list(m.notes),
     }
 
@@ -70,16 +74,25 @@ def decode(entry: dict[str, Any]) -> Measurement:
     outputs = _dec_leaves(entry["outputs"])
     assert outputs is not None
     return Measurement(
-        _as_tuples(entry["structure"]), outputs, _dec_leaves(entry["grads"]),
-        _dec_leaves(entry["jvp"]), _dec_leaves(entry["hvp"]), tuple(entry.get("notes", ())),
+        _as_tuples(entry["structure"]),
+        outputs,
+        _dec_leaves(entry["grads"]),
+        _dec_leaves(entry["jvp"]),
+        _dec_leaves(entry["hvp"]),
+        tuple(entry.get("notes", ())),
     )
 
 
 class GoldenFile:
     """The golden data: ``entries[f"{case}@{dtype}"]`` plus the torch version that made them."""
 
-    def __init__(self, entries: dict[str, Any] | None = None, *, torch_version: str = "",
-                 path: Path = GOLDEN_PATH) -> None:
+    def __init__(
+        self,
+        entries: dict[str, Any] | None = None,
+        *,
+        torch_version: str = "",
+        path: Path = GOLDEN_PATH,
+    ) -> None:
         self.entries: dict[str, Any] = dict(entries or {})
         self.torch_version = torch_version
         self.path = Path(path)
@@ -113,7 +126,9 @@ class GoldenFile:
         """
         entry = self.entries.get(f"{case}@{dtype}")
         if entry is None:
-            raise GoldenError(f"no golden entry for {case} in {dtype}; run `funcdiff parity --regenerate`")
+            raise GoldenError(
+                f"no golden entry for {case} in {dtype}; run `funcdiff parity --regenerate`"
+            )
         if "error" in entry:
             raise GoldenError(f"PyTorch raised when the golden file was made: {entry['error']}")
         if entry["inputs"] != inputs_digest(prep):

@@ -70,7 +70,8 @@ def _seed_rng(key: Any) -> np.random.Generator:
         data = np.asarray(key).ravel()
     else:
         raise TypeError(
-            f"Expected `key` to be a jax.random.key(...) (or an int seed), got {type(key).__name__}."
+            "Expected `key` to be a jax.random.key(...) (or an int seed), "
+            f"got {type(key).__name__}."
         )
     return np.random.default_rng([int(v) for v in data])
 
@@ -95,12 +96,13 @@ def prepare(args: tuple[Any, ...], key: Any) -> Prepared:
     float_idx = tuple(i for i, a in enumerate(leaves) if is_float_dtype(a.dtype))
     float_dtypes = [leaves[i].dtype for i in float_idx]
     x64 = any(d == np.float64 for d in float_dtypes)
-    if float_dtypes:
-        dtype = str(max(float_dtypes, key=lambda d: float(np.finfo(d).eps)))
-    else:
-        dtype = "int"
+    # the least precise float dtype sets the precision of the whole call
+    eps = lambda d: float(np.finfo(d).eps)
+    dtype = str(max(float_dtypes, key=eps)) if float_dtypes else "int"
     rng = _seed_rng(key)
-    tangents = tuple(rng.standard_normal(leaves[i].shape).astype(leaves[i].dtype) for i in float_idx)
+    tangents = tuple(
+        rng.standard_normal(leaves[i].shape).astype(leaves[i].dtype) for i in float_idx
+    )
     return Prepared(leaves, paths, treedef, float_idx, tangents, rng, x64, dtype)
 
 
@@ -263,7 +265,9 @@ def measure_jax(
     outputs = [(p, np.asarray(x)) for p, x in leaves]
     fpaths = [p for p, x in outputs if is_float_dtype(x.dtype)]
     fargs = [prep.paths[i] for i in prep.float_idx]
-    pair = lambda ps, xs: None if xs is None else [(p, np.asarray(x)) for p, x in zip(ps, xs, strict=True)]
+    pair = lambda ps, xs: (
+        None if xs is None else [(p, np.asarray(x)) for p, x in zip(ps, xs, strict=True)]
+    )
     return Measurement(struct, outputs, pair(fargs, grads), pair(fpaths, jv), pair(fargs, hv))
 
 
@@ -327,7 +331,9 @@ def measure_torch(
 
     def float_outs(out: Any) -> list[Any]:
         return [
-            x for _, x in flatten_output(out)[1] if hasattr(x, "dtype") and x.dtype.is_floating_point
+            x
+            for _, x in flatten_output(out)[1]
+            if hasattr(x, "dtype") and x.dtype.is_floating_point
         ]
 
     leaves, floats = fresh(True)
@@ -349,8 +355,11 @@ def measure_torch(
             return [None] * len(inputs)
         return list(
             torch.autograd.grad(
-                [o for o, _ in pairs], inputs, [g for _, g in pairs],
-                allow_unused=True, create_graph=create,
+                [o for o, _ in pairs],
+                inputs,
+                [g for _, g in pairs],
+                allow_unused=True,
+                create_graph=create,
             )
         )
 
@@ -360,25 +369,39 @@ def measure_torch(
     tans = [torch.from_numpy(t.copy()) for t in prep.tangents]
     hvp = None
     if scalar:
-        terms = [(gi * v).sum() for gi, v in zip(g, tans, strict=True) if gi is not None and gi.requires_grad]
+        terms = [
+            (gi * v).sum()
+            for gi, v in zip(g, tans, strict=True)
+            if gi is not None and gi.requires_grad
+        ]
         h = grad([sum(terms)], floats, [torch.ones(())], False) if terms else [None] * len(floats)
         hvp = [z if x is None else _tensor_to_numpy(x) for x, z in zip(h, zeros(), strict=True)]
     jvp = _torch_jvp(torch, call, fresh, float_outs, tans, notes)
     jvp_leaves = None if jvp is None else list(zip(fpaths, jvp, strict=True))
     return Measurement(
-        struct, outputs, list(zip(fargs, grads, strict=True)), jvp_leaves,
-        None if hvp is None else list(zip(fargs, hvp, strict=True)), tuple(notes),
+        struct,
+        outputs,
+        list(zip(fargs, grads, strict=True)),
+        jvp_leaves,
+        None if hvp is None else list(zip(fargs, hvp, strict=True)),
+        tuple(notes),
     )
 
 
 def _torch_jvp(
-    torch: Any, call: Callable[..., Any], fresh: Callable[..., Any],
-    float_outs: Callable[[Any], list[Any]], tans: list[Any], notes: list[str],
+    torch: Any,
+    call: Callable[..., Any],
+    fresh: Callable[..., Any],
+    float_outs: Callable[[Any], list[Any]],
+    tans: list[Any],
+    notes: list[str],
 ) -> list[np.ndarray] | None:
     """Forward mode with ``torch.func.jvp``; the double-backward trick where it is missing."""
     leaves, floats = fresh(False)
     try:
-        _, jv = torch.func.jvp(lambda *f: tuple(float_outs(call(leaves, f))), tuple(floats), tuple(tans))
+        _, jv = torch.func.jvp(
+            lambda *f: tuple(float_outs(call(leaves, f))), tuple(floats), tuple(tans)
+        )
         return [_tensor_to_numpy(x) for x in jv]
     except (RuntimeError, NotImplementedError) as e:
         first = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
@@ -392,13 +415,19 @@ def _torch_jvp(
         g = torch.autograd.grad(
             [o for o, _ in live], floats, [u for _, u in live], allow_unused=True, create_graph=True
         )
-        terms = [(gi * t).sum() for gi, t in zip(g, tans, strict=True) if gi is not None and gi.requires_grad]
+        terms = [
+            (gi * t).sum()
+            for gi, t in zip(g, tans, strict=True)
+            if gi is not None and gi.requires_grad
+        ]
         if not terms:
             return [np.zeros(tuple(o.shape), _tensor_to_numpy(o).dtype) for o in outs]
         jv = torch.autograd.grad(sum(terms), us, allow_unused=True)
         notes.append(f"torch JVP by double backward (torch.func.jvp failed: {first})")
         return [
-            np.zeros(tuple(o.shape), _tensor_to_numpy(o).dtype) if x is None else _tensor_to_numpy(x)
+            np.zeros(tuple(o.shape), _tensor_to_numpy(o).dtype)
+            if x is None
+            else _tensor_to_numpy(x)
             for o, x in zip(outs, jv, strict=True)
         ]
     except (RuntimeError, NotImplementedError) as e:

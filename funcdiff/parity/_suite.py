@@ -21,13 +21,20 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from funcdiff._report import table
+from funcdiff.parity import _golden
 from funcdiff.parity import _measure as M
 from funcdiff.parity._compare import ParityResult, ParityRow, _run
-from funcdiff.parity import _golden
 from funcdiff.parity._golden import GoldenFile
 from funcdiff.parity._torch import require_torch, torch_available
 
-__all__ = ["DTYPES", "CaseOutcome", "CatalogReport", "regenerate_golden", "run_catalog", "select_cases"]
+__all__ = [
+    "DTYPES",
+    "CaseOutcome",
+    "CatalogReport",
+    "regenerate_golden",
+    "run_catalog",
+    "select_cases",
+]
 
 DTYPES = ("float32", "float64")
 Status = Literal["passed", "expected_divergence", "failed", "error"]
@@ -61,8 +68,11 @@ class CaseOutcome(NamedTuple):
     def to_dict(self) -> dict[str, Any]:
         w = self.worst
         return {
-            "name": self.name, "dtype": self.dtype, "status": self.status,
-            "divergence": self.divergence, "error": self.error,
+            "name": self.name,
+            "dtype": self.dtype,
+            "status": self.status,
+            "divergence": self.divergence,
+            "error": self.error,
             "worst": None if w is None else w.to_dict(),
             "notes": [] if self.result is None else list(self.result.notes),
         }
@@ -99,23 +109,58 @@ class CatalogReport:
         rows = []
         for d in (*self.dtypes, None):
             n = sum(d in (None, o.dtype) for o in self.outcomes)
-            rows.append((d or "all", n, self.count("passed", d), self.count("expected_divergence", d),
-                         self.count("failed", d), self.count("error", d)))
+            rows.append(
+                (
+                    d or "all",
+                    n,
+                    self.count("passed", d),
+                    self.count("expected_divergence", d),
+                    self.count("failed", d),
+                    self.count("error", d),
+                )
+            )
         status = "OK" if self.ok else "FAILED"
-        return table(("dtype", "cases", "passed", "expected divergences", "failed", "errors"), rows,
-                     title=f"parity catalog {status} against {self.reference}")
+        return table(
+            ("dtype", "cases", "passed", "expected divergences", "failed", "errors"),
+            rows,
+            title=f"parity catalog {status} against {self.reference}",
+        )
 
     def problems_table(self) -> str:
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for o in self.problems:
             w = o.worst
             if w is None:
                 rows.append((o.name, o.dtype, o.status, "-", "-", None, None, None, o.error or ""))
             else:
-                rows.append((o.name, o.dtype, o.status, w.quantity, w.path, w.max_abs_error,
-                             w.jax_value, w.torch_value, w.note))
-        return table(("case", "dtype", "status", "quantity", "path", "max abs err", "jax", "torch",
-                      "note / error"), rows, title="failures (worst row each)")
+                rows.append(
+                    (
+                        o.name,
+                        o.dtype,
+                        o.status,
+                        w.quantity,
+                        w.path,
+                        w.max_abs_error,
+                        w.jax_value,
+                        w.torch_value,
+                        w.note,
+                    )
+                )
+        return table(
+            (
+                "case",
+                "dtype",
+                "status",
+                "quantity",
+                "path",
+                "max abs err",
+                "jax",
+                "torch",
+                "note / error",
+            ),
+            rows,
+            title="failures (worst row each)",
+        )
 
     def __str__(self) -> str:
         text = self.summary_table()
@@ -123,8 +168,12 @@ class CatalogReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "reference": self.reference, "dtypes": list(self.dtypes),
-            "counts": {s: self.count(s) for s in ("passed", "expected_divergence", "failed", "error")},
+            "ok": self.ok,
+            "reference": self.reference,
+            "dtypes": list(self.dtypes),
+            "counts": {
+                s: self.count(s) for s in ("passed", "expected_divergence", "failed", "error")
+            },
             "cases": len(self.outcomes),
             "outcomes": [o.to_dict() for o in self.outcomes],
         }
@@ -145,8 +194,9 @@ def select_cases(cases: Sequence[Any], pattern: str | None) -> tuple[Any, ...]:
     if not pattern:
         return tuple(cases)
     glob = any(ch in pattern for ch in "*?[")
-    return tuple(c for c in cases if fnmatch.fnmatchcase(c.name, pattern)
-                 or (not glob and pattern in c.name))
+    return tuple(
+        c for c in cases if fnmatch.fnmatchcase(c.name, pattern) or (not glob and pattern in c.name)
+    )
 
 
 def _load_catalog() -> tuple[Any, ...]:
@@ -155,7 +205,9 @@ def _load_catalog() -> tuple[Any, ...]:
     except ModuleNotFoundError as e:
         if e.name != "funcdiff.parity._catalog":
             raise
-        raise ImportError("the reference catalog (funcdiff.parity._catalog) is not installed") from None
+        raise ImportError(
+            "the reference catalog (funcdiff.parity._catalog) is not installed"
+        ) from None
     return tuple(catalog())
 
 
@@ -226,8 +278,15 @@ def run_catalog(
     return CatalogReport(tuple(outcomes), ref, dts)
 
 
-def _run_case(case: Any, dtype: str, torch: Any, golden: GoldenFile | None, key: Any,
-              ref: str, record: GoldenFile | None = None) -> CaseOutcome:
+def _run_case(
+    case: Any,
+    dtype: str,
+    torch: Any,
+    golden: GoldenFile | None,
+    key: Any,
+    ref: str,
+    record: GoldenFile | None = None,
+) -> CaseOutcome:
     div = getattr(case, "divergence", None)
     try:
         args = case_args(case, dtype)
@@ -246,9 +305,14 @@ def _run_case(case: Any, dtype: str, torch: Any, golden: GoldenFile | None, key:
                 record.record(case.name, dtype, prep, m)
             return m
 
-        rows, notes, run_dtype = _run(case.jax_fn, torch_side, args,
-                                      rtol=getattr(case, "rtol", None),
-                                      atol=getattr(case, "atol", None), key=key)
+        rows, notes, run_dtype = _run(
+            case.jax_fn,
+            torch_side,
+            args,
+            rtol=getattr(case, "rtol", None),
+            atol=getattr(case, "atol", None),
+            key=key,
+        )
     except Exception as e:  # a twin that raises is an outcome, not a crash
         msg = " ".join(str(e).split())
         return CaseOutcome(case.name, dtype, "error", None, div, f"{type(e).__name__}: {msg[:300]}")
