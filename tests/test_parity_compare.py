@@ -290,3 +290,31 @@ def test_result_is_an_immutable_record_with_a_table():
     for header in ("quantity", "path", "max abs err", "max rel err", "worst index", "pass"):
         assert header in text
     assert res.to_dict()["rows"][0]["pass"] is True
+
+
+def test_port_from_pytorch_example_runs_and_matches_its_header():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = root / "examples" / "port_from_pytorch.py"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "float32: port agrees True" in out and "float64: port agrees True" in out
+    assert "planted bug caught: True" in out
+    assert "(12 of 12 rows fail)" in out and "grad  args[0]['fc1']['w']" in out
+    assert "AssertionError: JAX and PyTorch disagree:" in out
+    header = script.read_text().split('"""')[1]
+    for line in out.splitlines():
+        assert line.split(", worst")[0] in header, f"header comment out of date: {line!r}"
