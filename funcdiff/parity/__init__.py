@@ -6,6 +6,53 @@ and raise ``ImportError`` with ``pip install 'funcdiff[torch]'`` when it is miss
 
 from __future__ import annotations
 
+from funcdiff.parity._divergences import (
+    Divergence,
+    DivergenceMeasurement,
+    divergences,
+    get_divergence,
+)
+from funcdiff.parity._like_torch import (
+    abs_like_torch,
+    atan2_like_torch,
+    clip_like_torch,
+    fmax_like_torch,
+    gelu_like_torch,
+    hardtanh_like_torch,
+    leaky_relu_like_torch,
+    max_like_torch,
+    median_like_torch,
+    min_like_torch,
+    norm_like_torch,
+    pow_like_torch,
+    softplus_like_torch,
+    std_like_torch,
+    var_like_torch,
+    xlogy_like_torch,
+)
 from funcdiff.parity._torch import require_torch, torch_available
 
-__all__ = ["require_torch", "torch_available"]
+__all__ = [
+    "Divergence",
+    "DivergenceMeasurement",
+    "abs_like_torch",
+    "atan2_like_torch",
+    "clip_like_torch",
+    "divergences",
+    "fmax_like_torch",
+    "gelu_like_torch",
+    "get_divergence",
+    "hardtanh_like_torch",
+    "leaky_relu_like_torch",
+    "max_like_torch",
+    "median_like_torch",
+    "min_like_torch",
+    "norm_like_torch",
+    "pow_like_torch",
+    "require_torch",
+    "softplus_like_torch",
+    "std_like_torch",
+    "torch_available",
+    "var_like_torch",
+    "xlogy_like_torch",
+]
