@@ -43,7 +43,7 @@ LEVELS: dict[str, Settings] = {
         bootstrap_resamples=(100, 1000),
         bootstrap_n=100,
         bootstrap_epochs=500,
-        bootstrap_torch_cap=100,
+        bootstrap_torch_cap=20,
         torch_compile=True,
         parity_dtypes=("float32", "float64"),
     ),

@@ -49,7 +49,9 @@ def _usable_cores() -> int | None:
         return os.cpu_count()
 
 
-def machine_info(device: jax.Device, torch_threads: int | None, torch_device: str | None) -> dict[str, Any]:
+def machine_info(
+    device: jax.Device, torch_threads: int | None, torch_device: str | None
+) -> dict[str, Any]:
     """Describes this machine and the device the benchmarks ran on.
 
     Args:

@@ -38,13 +38,23 @@ def speedup(rec: Record, records: Sequence[Record]) -> float | None:
     """The baseline's time over ``rec``'s, same case, size and dtype (None without one)."""
     base = BASELINES.get(rec.case)
     for other in records:
-        if (other.case, other.impl, other.size, other.dtype) == (rec.case, base, rec.size, rec.dtype):
+        if (other.case, other.impl, other.size, other.dtype) == (
+            rec.case,
+            base,
+            rec.size,
+            rec.dtype,
+        ):
             return other.unit_s / rec.unit_s if rec.unit_s > 0 else None
     return None
 
 
-def write_json(path: str, machine: dict[str, Any], records: Sequence[Record],
-               skipped: Sequence[Skip], run: dict[str, Any]) -> None:
+def write_json(
+    path: str,
+    machine: dict[str, Any],
+    records: Sequence[Record],
+    skipped: Sequence[Skip],
+    run: dict[str, Any],
+) -> None:
     payload = {
         "machine": machine,
         "run": run,
@@ -67,8 +77,9 @@ def _cases(records: Sequence[Record], skipped: Sequence[Skip]) -> list[str]:
     return [c for c in CASE_ORDER if c in seen] + sorted(seen - set(CASE_ORDER))
 
 
-def markdown(machine: dict[str, Any], records: Sequence[Record], skipped: Sequence[Skip],
-             run: dict[str, Any]) -> str:
+def markdown(
+    machine: dict[str, Any], records: Sequence[Record], skipped: Sequence[Skip], run: dict[str, Any]
+) -> str:
     """The tables of ``results.md``: one per case, plus the machine and the skipped rows."""
     out = ["# funcdiff benchmark results", ""]
     out.append(
@@ -109,8 +120,17 @@ def markdown(machine: dict[str, Any], records: Sequence[Record], skipped: Sequen
                 row.insert(4, f"{r.epochs} × {fmt_time(r.per_epoch_s)}")
             row += [f"{sp:.3g}×" if sp is not None else "", r.note or ""]
             rows.append(row)
-        headers = ["impl", "size", "dtype", "median", "min – max", "first call − median",
-                   "repeats", "speed-up", "note"]
+        headers = [
+            "impl",
+            "size",
+            "dtype",
+            "median",
+            "min – max",
+            "first call − median",
+            "repeats",
+            "speed-up",
+            "note",
+        ]
         if per_epoch:
             headers.insert(4, "epochs × per epoch")
         out += ["", f"## {case}", ""]
@@ -121,8 +141,13 @@ def markdown(machine: dict[str, Any], records: Sequence[Record], skipped: Sequen
     return "\n".join(out) + "\n"
 
 
-def write_markdown(path: str, machine: dict[str, Any], records: Sequence[Record],
-                   skipped: Sequence[Skip], run: dict[str, Any]) -> None:
+def write_markdown(
+    path: str,
+    machine: dict[str, Any],
+    records: Sequence[Record],
+    skipped: Sequence[Skip],
+    run: dict[str, Any],
+) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(markdown(machine, records, skipped, run))
 
@@ -145,19 +170,29 @@ def write_plots(directory: str, machine: dict[str, Any], records: Sequence[Recor
     for i, case in enumerate(cases):
         ax = fig.add_subplot(1, len(cases), i + 1)
         rows = [r for r in records if r.case == case]
-        labels = list(dict.fromkeys(f"{r.label} {r.dtype}" if case == "parity" else r.label
-                                    for r in rows))
+        labels = list(
+            dict.fromkeys(f"{r.label} {r.dtype}" if case == "parity" else r.label for r in rows)
+        )
         for label in labels:
-            pts = sorted((r.size, r.unit_s) for r in rows
-                         if (f"{r.label} {r.dtype}" if case == "parity" else r.label) == label)
+            pts = sorted(
+                (r.size, r.unit_s)
+                for r in rows
+                if (f"{r.label} {r.dtype}" if case == "parity" else r.label) == label
+            )
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
         ax.set_xscale("log")
         ax.set_yscale("log")
         unit = "per epoch" if any(r.per_epoch_s is not None for r in rows) else "per call"
         ax.set_title(case)
-        ax.set_xlabel({"seed-grad": "input dimension", "regression": "n (points)",
-                       "gradcheck": "d (inputs)", "bootstrap": "resamples",
-                       "parity": "catalog entries"}.get(case, "size"))
+        ax.set_xlabel(
+            {
+                "seed-grad": "input dimension",
+                "regression": "n (points)",
+                "gradcheck": "d (inputs)",
+                "bootstrap": "resamples",
+                "parity": "catalog entries",
+            }.get(case, "size")
+        )
         ax.set_ylabel(f"seconds {unit} (median)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)

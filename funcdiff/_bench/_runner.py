@@ -38,15 +38,20 @@ class BenchReport:
         rows = []
         for r in self.records:
             sp = _output.speedup(r, self.records)
-            rows.append([
-                r.case, r.label, r.size, _output.fmt_time(r.median_s),
-                f"{_output.fmt_time(r.min_s)}-{_output.fmt_time(r.max_s)}",
-                _output.fmt_time(r.per_epoch_s) if r.per_epoch_s is not None else "",
-                _output.fmt_time(r.compile_s), f"{sp:.3g}x" if sp is not None else "",
-            ])
+            rows.append(
+                [
+                    r.case,
+                    r.label,
+                    r.size,
+                    _output.fmt_time(r.median_s),
+                    f"{_output.fmt_time(r.min_s)}-{_output.fmt_time(r.max_s)}",
+                    _output.fmt_time(r.per_epoch_s) if r.per_epoch_s is not None else "",
+                    _output.fmt_time(r.compile_s),
+                    f"{sp:.3g}x" if sp is not None else "",
+                ]
+            )
         text = table(
-            ["case", "impl", "size", "median", "min-max", "per epoch", "first-median",
-             "vs torch"],
+            ["case", "impl", "size", "median", "min-max", "per epoch", "first-median", "vs torch"],
             rows,
             title=f"funcdiff bench on {self.machine.get('device')} ({self.wall_s:.0f} s)",
         )
@@ -67,9 +72,7 @@ def check_cases(cases: Sequence[str] | None) -> list[str]:
         return list(CASES)
     unknown = [c for c in cases if c not in CASES]
     if unknown:
-        raise ValueError(
-            f"Unknown benchmark case {unknown[0]!r}; known cases: {', '.join(CASES)}."
-        )
+        raise ValueError(f"Unknown benchmark case {unknown[0]!r}; known cases: {', '.join(CASES)}.")
     return [c for c in CASES if c in cases]
 
 
@@ -88,8 +91,10 @@ def prepare_out(out: str | os.PathLike[str]) -> str:
         os.remove(probe)
     except OSError as e:
         reason = e.strerror or type(e).__name__
-        raise OSError(f"Cannot write benchmark results to `{path}`: {reason}. "
-                      "Pass a writable directory with --out.") from None
+        raise OSError(
+            f"Cannot write benchmark results to `{path}`: {reason}. "
+            "Pass a writable directory with --out."
+        ) from None
     return path
 
 
@@ -168,11 +173,14 @@ def run_bench(
         try:
             files += _output.write_plots(path, machine, ctx.records)
         except ImportError:
-            notes.append("plots skipped: matplotlib is not installed (pip install 'funcdiff[plot]')")
+            notes.append(
+                "plots skipped: matplotlib is not installed (pip install 'funcdiff[plot]')"
+            )
     else:
         notes.append("plots skipped")
-    return BenchReport(machine, tuple(ctx.records), tuple(ctx.skipped), tuple(files),
-                       tuple(notes), wall)
+    return BenchReport(
+        machine, tuple(ctx.records), tuple(ctx.skipped), tuple(files), tuple(notes), wall
+    )
 
 
 class _Bar:
@@ -182,12 +190,20 @@ class _Bar:
         self._progress: Any = None
         if enabled:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-            from rich.progress import TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TextColumn("{task.fields[what]}"),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[what]}"),
                 console=Console(file=sys.stderr),
             )
             self._task = self._progress.add_task("bench", total=total, what="")

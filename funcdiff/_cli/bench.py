@@ -23,16 +23,35 @@ def register(sub: Any) -> None:
             "DIR/results.md and PNG plots."
         ),
     )
-    p.add_argument("--quick", action="store_true",
-                   help="small sizes, few repeats (about 2-3 minutes on 2 cores)")
-    p.add_argument("--case", action="append", metavar="NAME", default=None,
-                   help=f"run only this case (repeatable): {', '.join(_CASES)}")
-    p.add_argument("--out", metavar="DIR", default=None,
-                   help="output directory (default: bench-results/<device platform>)")
-    p.add_argument("--device", choices=("cpu", "gpu", "tpu"), default=None,
-                   help="device platform (default: JAX's default device)")
-    p.add_argument("--no-torch", action="store_true",
-                   help="skip the PyTorch baselines (as if torch were not installed)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes, few repeats (about 2-3 minutes on 2 cores)",
+    )
+    p.add_argument(
+        "--case",
+        action="append",
+        metavar="NAME",
+        default=None,
+        help=f"run only this case (repeatable): {', '.join(_CASES)}",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="output directory (default: bench-results/<device platform>)",
+    )
+    p.add_argument(
+        "--device",
+        choices=("cpu", "gpu", "tpu"),
+        default=None,
+        help="device platform (default: JAX's default device)",
+    )
+    p.add_argument(
+        "--no-torch",
+        action="store_true",
+        help="skip the PyTorch baselines (as if torch were not installed)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

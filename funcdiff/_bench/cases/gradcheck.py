@@ -11,6 +11,7 @@ and ``median_s`` the warm one.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any
 
@@ -48,55 +49,58 @@ def load_check_grad() -> Any:
 
 
 def run(ctx: Context) -> None:
-    from jax.test_util import check_grads
-
     check_grad = load_check_grad()
-    torch = ctx.torch
     if check_grad is None:
         ctx.skip(NAME, "funcdiff", "funcdiff.check_grad is not available yet")
-    if torch is None:
+    if ctx.torch is None:
         for impl in _TORCH:
             ctx.skip(NAME, impl, str(ctx.torch_note))
-    budget = ctx.settings.budget
     with scoped(x64=True, device=ctx.device):
         for d in ctx.settings.gradcheck_dims:
-            x_np = np.random.default_rng(d).uniform(0.5, 1.5, d)
-            x = jax.device_put(jnp.asarray(x_np, dtype=jnp.float64), ctx.device)
-            extra = {"dtype": "float64"}
+            _one_size(ctx, d, check_grad)
 
-            for mode in ("full", "directional"):
-                if check_grad is None:
-                    ctx.step("skip")
-                    continue
-                fun = make_fun()
-                kw: dict[str, Any] = {"mode": mode}
-                if mode == "directional":
-                    kw["key"] = jax.random.key(0)
-                t = measure(lambda fun=fun, kw=kw: check_grad(fun, x, **kw), _ok, budget)
-                res = check_grad(fun, x, **kw)
-                note = None if bool(getattr(res, "ok", True)) else "check_grad reported not ok"
-                ctx.record(NAME, "funcdiff", d, t, mode=mode, note=note, **extra)
 
-            fun = make_fun()
-            t = measure(lambda fun=fun: check_grads(fun, (x,), order=1, modes=("rev",)),
-                        lambda r: r, budget)
-            ctx.record(NAME, "jax-check-grads", d, t, **extra)
+def _one_size(ctx: Context, d: int, check_grad: Any) -> None:
+    """Times every checker on the same float64 point of dimension ``d``."""
+    from jax.test_util import check_grads
 
-            if torch is None:
-                ctx.step("skip")
-                ctx.step("skip")
-                continue
-            from funcdiff._bench.cases import _torchfns as T
+    budget = ctx.settings.budget
+    x_np = np.random.default_rng(d).uniform(0.5, 1.5, d)
+    x = jax.device_put(jnp.asarray(x_np, dtype=jnp.float64), ctx.device)
 
-            xt = torch.tensor(x_np, dtype=torch.float64, device=ctx.torch_device)
-            xt.requires_grad_(True)
-            for impl, fast in (("torch-gradcheck", False), ("torch-gradcheck-fast", True)):
-                t = measure(
-                    lambda fast=fast: torch.autograd.gradcheck(T.chain, (xt,), fast_mode=fast),
-                    ctx.torch_sync,
-                    budget,
-                )
-                ctx.record(NAME, impl, d, t, **extra)
+    for mode in ("full", "directional"):
+        if check_grad is None:
+            ctx.step("skip")
+            continue
+        fun = make_fun()
+        kw: dict[str, Any] = {"mode": mode}
+        if mode == "directional":
+            kw["key"] = jax.random.key(0)
+        t = measure(functools.partial(check_grad, fun, x, **kw), _ok, budget)
+        res = check_grad(fun, x, **kw)
+        note = None if bool(getattr(res, "ok", True)) else "check_grad reported not ok"
+        ctx.record(NAME, "funcdiff", d, t, mode=mode, note=note, dtype="float64")
+
+    fun = make_fun()
+    t = measure(lambda: check_grads(fun, (x,), order=1, modes=("rev",)), lambda r: r, budget)
+    ctx.record(NAME, "jax-check-grads", d, t, dtype="float64")
+
+    torch = ctx.torch
+    if torch is None:
+        ctx.step("skip")
+        ctx.step("skip")
+        return
+    from funcdiff._bench.cases import _torchfns as T
+
+    xt = torch.tensor(x_np, dtype=torch.float64, device=ctx.torch_device)
+    xt.requires_grad_(True)
+    for impl, fast in (("torch-gradcheck", False), ("torch-gradcheck-fast", True)):
+        t = measure(
+            functools.partial(torch.autograd.gradcheck, T.chain, (xt,), fast_mode=fast),
+            ctx.torch_sync,
+            budget,
+        )
+        ctx.record(NAME, impl, d, t, dtype="float64")
 
 
 def _ok(result: Any) -> Any:

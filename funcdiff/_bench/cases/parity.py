@@ -6,6 +6,7 @@ is the number of catalog entries. Needs torch (the catalog compares against it).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from typing import Any
@@ -36,8 +37,12 @@ def run(ctx: Context) -> None:
         ctx.skip(NAME, "funcdiff", missing, steps=count(ctx.settings))
         return
     if ctx.torch is None:
-        ctx.skip(NAME, "funcdiff", f"the parity catalog needs torch: {ctx.torch_note}",
-                 steps=count(ctx.settings))
+        ctx.skip(
+            NAME,
+            "funcdiff",
+            f"the parity catalog needs torch: {ctx.torch_note}",
+            steps=count(ctx.settings),
+        )
         return
     run_catalog, catalog = api
     size = len(catalog())
@@ -47,5 +52,9 @@ def run(ctx: Context) -> None:
             ctx.step("skip")
             continue
         kw = {"dtype": dtype} if accepts_dtype else {}
-        t = measure(lambda kw=kw: run_catalog(**kw), lambda r: r, ctx.settings.slow_budget)
+        t = measure(functools.partial(run_catalog, **kw), _identity, ctx.settings.slow_budget)
         ctx.record(NAME, "funcdiff", size, t, dtype=dtype if accepts_dtype else None)
+
+
+def _identity(result: Any) -> Any:
+    return result

@@ -62,58 +62,59 @@ def run(ctx: Context) -> None:
         compiled_step = T.make_compiled_step(LR)
     elif torch is not None:
         ctx.skip(NAME, "torch-compile", f"not run at level {s.level!r}")
-
+    opt = optax.sgd(LR)  # one optimizer object: fit caches its compiled run on it
     for n, epochs in s.regression:
-        budget = s.slow_budget if n >= 1_000_000 else s.budget
-        x, y = data(n)
-        extra = {"epochs": epochs, "dtype": "float32"}
+        _one_size(ctx, n, epochs, fit, opt, compiled_step)
 
-        def rec(impl: str, t: Any, epochs: int = epochs, **more: Any) -> None:
-            ctx.record(
-                NAME, impl, n, t, per_epoch_s=t.median_s / epochs, **{**extra, "epochs": epochs},
-                **more,
-            )
 
-        rec("numpy-pass", measure(lambda: np.dot(x, y), lambda r: r, budget), epochs=1)
+def _one_size(ctx: Context, n: int, epochs: int, fit: Any, opt: Any, compiled_step: Any) -> None:
+    """Times every implementation on the same ``n`` points for ``epochs`` epochs."""
+    budget = ctx.settings.slow_budget if n >= 1_000_000 else ctx.settings.budget
+    x, y = data(n)
 
-        coefs: dict[str, float] = {}
-        if fit is not None:
-            xj, yj = jax.device_put(x, ctx.device), jax.device_put(y, ctx.device)
-            opt = optax.sgd(LR)  # one optimizer object: fit caches its compiled run on it
+    def rec(impl: str, t: Any, epochs: int = epochs) -> None:
+        ctx.record(
+            NAME, impl, n, t, per_epoch_s=t.median_s / epochs, epochs=epochs, dtype="float32"
+        )
 
-            def jax_run() -> Any:
-                return fit(xj, yj, optimizer=opt, epochs=epochs)
+    rec("numpy-pass", measure(lambda: np.dot(x, y), lambda r: r, budget), epochs=1)
 
-            t = measure(jax_run, lambda r: jax.block_until_ready(r.params), budget)
-            coefs["funcdiff"] = float(jax_run().params["coef"])
-            rec("funcdiff", t)
-            del xj, yj
-        else:
+    coefs: dict[str, float] = {}
+    if fit is not None:
+        xj, yj = jax.device_put(x, ctx.device), jax.device_put(y, ctx.device)
+
+        def jax_run() -> Any:
+            return fit(xj, yj, optimizer=opt, epochs=epochs)
+
+        t = measure(jax_run, lambda r: jax.block_until_ready(r.params), budget)
+        coefs["funcdiff"] = float(jax_run().params["coef"])
+        rec("funcdiff", t)
+    else:
+        ctx.step("skip")
+
+    torch = ctx.torch
+    if torch is None:
+        for _ in range(3):
             ctx.step("skip")
+        return
+    from funcdiff._bench.cases import _torchfns as T
 
-        if torch is None:
-            for _ in range(3):
-                ctx.step("skip")
-            continue
-        from funcdiff._bench.cases import _torchfns as T
-
-        xt = torch.from_numpy(x).to(ctx.torch_device)
-        yt = torch.from_numpy(y).to(ctx.torch_device)
-        zero = torch.zeros(1, device=ctx.torch_device)
-        runs = {
-            "torch-eager": lambda: T.tutorial_fit(xt, yt, zero, zero, epochs, LR),
-            "torch-func": lambda: T.func_fit(xt, yt, zero[0], zero[0], epochs, LR),
-        }
-        if compiled_step is not None:
-            runs["torch-compile"] = lambda: T.compiled_fit(compiled_step, xt, yt, zero, zero, epochs)
-        for impl, fn in runs.items():
-            t = measure(fn, ctx.torch_sync, budget)
-            coefs[impl] = float(fn().reshape(-1)[0])
-            rec(impl, t)
-        if compiled_step is None:
-            ctx.step("skip")
-        _agree(coefs, n)
-        del xt, yt
+    xt = torch.from_numpy(x).to(ctx.torch_device)
+    yt = torch.from_numpy(y).to(ctx.torch_device)
+    zero = torch.zeros(1, device=ctx.torch_device)
+    runs = {
+        "torch-eager": lambda: T.tutorial_fit(xt, yt, zero, zero, epochs, LR),
+        "torch-func": lambda: T.func_fit(xt, yt, zero[0], zero[0], epochs, LR),
+    }
+    if compiled_step is not None:
+        runs["torch-compile"] = lambda: T.compiled_fit(compiled_step, xt, yt, zero, zero, epochs)
+    else:
+        ctx.step("skip")
+    for impl, fn in runs.items():
+        t = measure(fn, ctx.torch_sync, budget)
+        coefs[impl] = float(fn().reshape(-1)[0])
+        rec(impl, t)
+    _agree(coefs, n)
 
 
 def _agree(coefs: dict[str, float], n: int) -> None:
