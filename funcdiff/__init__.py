@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from funcdiff import seed
 from funcdiff._config import DeviceNotFoundError, resolve_device, scoped, x64_enabled
+from funcdiff._fd import fd_grad, fd_hvp, fd_jacobian, fd_jvp
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DeviceNotFoundError",
     "__version__",
+    "fd_grad",
+    "fd_hvp",
+    "fd_jacobian",
+    "fd_jvp",
     "resolve_device",
     "scoped",
     "seed",
