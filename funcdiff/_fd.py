@@ -11,7 +11,8 @@ Schemes, with :math:`D` the derivative along :math:`e` (a coordinate or a direct
 * ``"forward"``: :math:`(f(x+he) - f(x))/h`, error :math:`O(h)`.
 * ``"backward"``: :math:`(f(x) - f(x-he))/h`, error :math:`O(h)`.
 * ``"central"``: :math:`(f(x+he) - f(x-he))/2h`, error :math:`O(h^2)`.
-* ``"richardson"``: :math:`(4D_c(h/2) - D_c(h))/3`, error :math:`O(h^4)`.
+* ``"richardson"``: :math:`(4D_c(h/4) - D_c(h/2))/3`, error :math:`O(h^4)`, estimated by the
+  previous extrapolation :math:`|R_2 - R_1|`, :math:`R_1 = (4D_c(h/2) - D_c(h))/3`.
 
 Default steps are per element and dtype-aware: :math:`h_i = \epsilon^{p}\max(1, |x_i|)` with
 :math:`p = 1/2` (one-sided), :math:`1/3` (central), :math:`1/5` (Richardson), rounded so that
@@ -45,7 +46,7 @@ _OFFSETS = {
     "forward": ((1.0,), (0.5,)),
     "backward": ((-1.0,), (-0.5,)),
     "central": ((1.0, -1.0), (0.5, -0.5)),
-    "richardson": ((1.0, -1.0, 0.5, -0.5), ()),
+    "richardson": ((1.0, -1.0, 0.5, -0.5, 0.25, -0.25), ()),
 }
 # Sum of |stencil weights| (in units of 1/h): round-off amplification of each scheme.
 _WEIGHT_SUM = {"forward": 2.0, "backward": 2.0, "central": 1.0, "richardson": 3.0}
@@ -221,6 +222,16 @@ def _chunk(n: int, size: int, k: int) -> int:
     return max(1, min(n, _CHUNK_ELEMENTS // max(1, size * k)))
 
 
+def richardson(vals: jax.Array, hh: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Two Richardson steps from central differences at h, h/2, h/4: value and |R2 - R1|."""
+    c1 = (vals[:, 0] - vals[:, 1]) / (2 * hh)
+    c2 = (vals[:, 2] - vals[:, 3]) / hh
+    c4 = (vals[:, 4] - vals[:, 5]) / (hh / 2)
+    r1 = (4.0 * c2 - c1) / 3.0
+    r2 = (4.0 * c4 - c2) / 3.0
+    return r2, jnp.abs(r2 - r1)
+
+
 def _combine(
     scheme: str, want_error: bool, f0: jax.Array, vals: jax.Array, h: jax.Array, eps: float
 ) -> tuple[jax.Array, jax.Array | None]:
@@ -239,15 +250,84 @@ def _combine(
         d2 = (vals[:, 2] - vals[:, 3]) / hh if want_error else None
         trunc = None if d2 is None else (4.0 / 3.0) * jnp.abs(d - d2)
     else:
-        d1 = (vals[:, 0] - vals[:, 1]) / (2 * hh)
-        d2 = (vals[:, 2] - vals[:, 3]) / hh
-        d = (4.0 * d2 - d1) / 3.0
-        trunc = jnp.abs(d - d2)
+        d, trunc = richardson(vals, hh)
     if not want_error or trunc is None:
         return d, None
     fmax = jnp.maximum(jnp.abs(f0), jnp.max(jnp.abs(vals), axis=1))
-    roundoff = _ROUNDOFF_ULPS * eps * _WEIGHT_SUM[scheme] * fmax / hh
+    hmin = hh / 4 if scheme == "richardson" else hh
+    roundoff = _ROUNDOFF_ULPS * eps * _WEIGHT_SUM[scheme] * fmax / hmin
     return d, trunc + roundoff
+
+
+def coordinate_steps(scheme: str, x: jax.Array) -> jax.Array:
+    """Default per-element steps ``eps**p * max(1, |x_i|)``, exactly representable."""
+    h = default_step_base(scheme, x.dtype) * jnp.maximum(1.0, jnp.abs(x))
+    return (x + h) - x
+
+
+def direction_steps(scheme: str, x: jax.Array, dirs: jax.Array) -> jax.Array:
+    """Default steps along each row of ``dirs``: ``eps**p * max(1, max|x|) / max|v|``."""
+    vmax = jnp.max(jnp.abs(dirs), axis=1)
+    base = default_step_base(scheme, x.dtype)
+    return base * jnp.maximum(1.0, jnp.max(jnp.abs(x))) / jnp.where(vmax > 0, vmax, 1.0)
+
+
+def stencil_values(
+    f_flat: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    offsets: tuple[float, ...],
+    h: jax.Array,
+    *,
+    dirs: jax.Array | None = None,
+    coords: jax.Array | None = None,
+) -> jax.Array:
+    """``f_flat(x + o*h_i*e_i)`` for every index ``i`` and offset ``o``: shape (m, K, p).
+
+    ``e_i`` is row ``i`` of ``dirs`` when given, else the unit vector of coordinate
+    ``coords[i]`` (all coordinates when ``coords`` is None). One vmap, chunked by ``lax.map``
+    when the perturbed copies of ``x`` would not fit in memory.
+    """
+    n = x.shape[0]
+    offs = jnp.asarray(offsets, dtype=x.dtype)
+    if dirs is not None:
+        m = dirs.shape[0]
+
+        def point(i: jax.Array, o: jax.Array) -> jax.Array:
+            return x + (o * h[i]) * dirs[i]
+
+    else:
+        coord = jnp.arange(n) if coords is None else coords
+        m = coord.shape[0]
+        lanes = jnp.arange(n)
+
+        def point(i: jax.Array, o: jax.Array) -> jax.Array:
+            return x + jnp.where(lanes == coord[i], o * h[i], jnp.zeros((), x.dtype))
+
+    def per_index(i: jax.Array) -> jax.Array:
+        return jax.vmap(lambda o: f_flat(point(i, o)))(offs)
+
+    idx = jnp.arange(m)
+    batch = _chunk(m, n, len(offsets))
+    if batch >= m:
+        return jax.vmap(per_index)(idx)
+    return jax.lax.map(per_index, idx, batch_size=batch)
+
+
+def flat_function(
+    fun: Callable[..., Any], spec: Spec, others: Any, dtype: Any
+) -> Callable[[jax.Array], jax.Array]:
+    """``fun`` as a map from the flat float vector to the flat output vector."""
+
+    def f_flat(v: jax.Array) -> jax.Array:
+        return flat_output(fun(unravel(spec, v, others)), dtype)
+
+    return f_flat
+
+
+def output_eps(fun: Callable[..., Any], spec: Spec, dtype: Any) -> float:
+    """The larger machine epsilon of the compute dtype and the output dtype."""
+    out_dtype = jnp.result_type(*jax.tree_util.tree_leaves(output_struct(fun, spec)))
+    return max(float(jnp.finfo(dtype).eps), float(jnp.finfo(out_dtype).eps))
 
 
 @functools.partial(
@@ -270,50 +350,18 @@ def _fd_core(
     Returns a dict with ``value`` (m, p), ``error`` (m, p) when asked, ``step`` (m,) and
     ``f0`` (p,).
     """
-    n = x.shape[0]
-    out_dtype = jnp.result_type(*jax.tree_util.tree_leaves(output_struct(fun, spec)))
-    eps = max(float(jnp.finfo(x.dtype).eps), float(jnp.finfo(out_dtype).eps))
-
-    def f_flat(v: jax.Array) -> jax.Array:
-        return flat_output(fun(unravel(spec, v, others)), x.dtype)
-
+    eps = output_eps(fun, spec, x.dtype)
+    f_flat = flat_function(fun, spec, others, x.dtype)
     f0 = f_flat(x)
+    m = dirs.shape[0] if directional else x.shape[0]
+    if user_step:
+        h = jnp.broadcast_to(step, (m,)).astype(x.dtype)
+    elif directional:
+        h = direction_steps(scheme, x, dirs)
+    else:
+        h = coordinate_steps(scheme, x)
     offs = _OFFSETS[scheme][0] + (_OFFSETS[scheme][1] if want_error else ())
-    offsets = jnp.asarray(offs, dtype=x.dtype)
-    base = default_step_base(scheme, x.dtype)
-    if directional:
-        m = dirs.shape[0]
-        vmax = jnp.max(jnp.abs(dirs), axis=1)
-        if user_step:
-            h = jnp.broadcast_to(step, (m,)).astype(x.dtype)
-        else:
-            h = base * jnp.maximum(1.0, jnp.max(jnp.abs(x))) / jnp.where(vmax > 0, vmax, 1.0)
-        idx = jnp.arange(m)
-
-        def point(i: jax.Array, o: jax.Array) -> jax.Array:
-            return x + (o * h[i]) * dirs[i]
-
-    else:
-        m = n
-        if user_step:
-            h = jnp.broadcast_to(step, (n,)).astype(x.dtype)
-        else:
-            h = base * jnp.maximum(1.0, jnp.abs(x))
-            h = (x + h) - x  # exactly representable steps
-        idx = jnp.arange(n)
-        coords = jnp.arange(n)
-
-        def point(i: jax.Array, o: jax.Array) -> jax.Array:
-            return x + jnp.where(coords == i, o * h[i], jnp.zeros((), x.dtype))
-
-    def per_index(i: jax.Array) -> jax.Array:
-        return jax.vmap(lambda o: f_flat(point(i, o)))(offsets)
-
-    batch = _chunk(m, n, len(offs))
-    if batch >= m:
-        vals = jax.vmap(per_index)(idx)
-    else:
-        vals = jax.lax.map(per_index, idx, batch_size=batch)
+    vals = stencil_values(f_flat, x, offs, h, dirs=dirs if directional else None)
     value, error = _combine(scheme, want_error, f0, vals, h, eps)
     out = {"value": value, "step": h, "f0": f0}
     if error is not None:
