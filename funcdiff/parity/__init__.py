@@ -6,6 +6,7 @@ and raise ``ImportError`` with ``pip install 'funcdiff[torch]'`` when it is miss
 
 from __future__ import annotations
 
+from funcdiff.parity._catalog import Case, catalog, get_case
 from funcdiff.parity._divergences import (
     Divergence,
     DivergenceMeasurement,
@@ -18,6 +19,7 @@ from funcdiff.parity._like_torch import (
     clip_like_torch,
     fmax_like_torch,
     gelu_like_torch,
+    hard_sigmoid_like_torch,
     hardtanh_like_torch,
     leaky_relu_like_torch,
     max_like_torch,
@@ -33,15 +35,19 @@ from funcdiff.parity._like_torch import (
 from funcdiff.parity._torch import require_torch, torch_available
 
 __all__ = [
+    "Case",
     "Divergence",
     "DivergenceMeasurement",
     "abs_like_torch",
     "atan2_like_torch",
+    "catalog",
     "clip_like_torch",
     "divergences",
     "fmax_like_torch",
     "gelu_like_torch",
+    "get_case",
     "get_divergence",
+    "hard_sigmoid_like_torch",
     "hardtanh_like_torch",
     "leaky_relu_like_torch",
     "max_like_torch",
