@@ -7,8 +7,6 @@ and raise ``ImportError`` with ``pip install 'funcdiff[torch]'`` when it is miss
 from __future__ import annotations
 
 from funcdiff.parity._optim import (
-    SUPPORTED_OPTIMIZERS,
-    SUPPORTED_SCHEDULERS,
     OptimizerParityResult,
     compare_optimizers,
     optax_like,
@@ -16,8 +14,6 @@ from funcdiff.parity._optim import (
 from funcdiff.parity._torch import require_torch, torch_available
 
 __all__ = [
-    "SUPPORTED_OPTIMIZERS",
-    "SUPPORTED_SCHEDULERS",
     "OptimizerParityResult",
     "compare_optimizers",
     "optax_like",
