@@ -463,7 +463,8 @@ def compare_optimizers(
     diff = np.zeros(steps)
     for j, jt in enumerate(jax_traj):
         tt = np.stack(list(torch_traj[:, j])).reshape(jt.shape)
-        d = np.abs(tt.astype(np.float64) - jt.astype(np.float64)).reshape(steps, -1)
+        with np.errstate(invalid="ignore"):  # inf - inf: counted as a failure below
+            d = np.abs(tt.astype(np.float64) - jt.astype(np.float64)).reshape(steps, -1)
         if d.shape[1]:
             diff = np.maximum(diff, np.where(np.isnan(d), np.inf, d).max(axis=1))
     bad = np.flatnonzero(~(diff <= tol) | ~np.isfinite(jax_losses_np))
