@@ -50,6 +50,11 @@ from funcdiff.parity._like_torch import (
     var_like_torch,
     xlogy_like_torch,
 )
+from funcdiff.parity._optim import (
+    OptimizerParityResult,
+    compare_optimizers,
+    optax_like,
+)
 from funcdiff.parity._suite import (
     CaseOutcome,
     CatalogReport,
@@ -70,6 +75,7 @@ __all__ = [
     "Divergence",
     "DivergenceMeasurement",
     "GoldenError",
+    "OptimizerParityResult",
     "ParityResult",
     "ParityRow",
     "abs_like_torch",
@@ -77,6 +83,7 @@ __all__ = [
     "catalog",
     "clip_like_torch",
     "compare",
+    "compare_optimizers",
     "divergences",
     "fmax_like_torch",
     "from_torch",
@@ -90,6 +97,7 @@ __all__ = [
     "median_like_torch",
     "min_like_torch",
     "norm_like_torch",
+    "optax_like",
     "pow_like_torch",
     "regenerate_golden",
     "require_torch",
