@@ -219,3 +219,13 @@ def test_parity_case_names_what_is_missing(tmp_path, monkeypatch):
     report = run_bench(out=tmp_path, level="tiny", cases=["parity"], progress=False, plots=False)
     assert report.records == ()
     assert "funcdiff.parity.run_catalog" in report.skipped[0].note
+
+
+def test_cli_missing_device_is_one_line_exit_1(tmp_path, capsys):
+    import jax
+
+    if any(d.platform == "gpu" for d in jax.devices()):
+        pytest.skip("this machine has a GPU")
+    assert main(["bench", "--device", "gpu", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "No gpu device" in err
