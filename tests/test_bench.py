@@ -194,3 +194,38 @@ def test_cli_runs_end_to_end(tmp_path):
     assert "seed-grad" in proc.stdout and "results.json" in proc.stdout
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["run"]["level"] == "tiny"
+
+
+def test_parity_case_times_the_catalog_per_dtype(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from _parity_local import good_cases
+
+    import funcdiff.parity
+    from funcdiff.parity import _suite
+
+    monkeypatch.setattr(_suite, "_load_catalog", good_cases)
+    monkeypatch.setattr(funcdiff.parity, "catalog", good_cases, raising=False)
+    report = run_bench(out=tmp_path, level="tiny", cases=["parity"], progress=False, plots=False)
+    assert not report.skipped, report.skipped
+    (row,) = report.records
+    assert (row.case, row.impl, row.size, row.dtype) == ("parity", "funcdiff", 3, "float32")
+    assert row.note is None  # the local catalog passes
+
+
+def test_parity_case_names_what_is_missing(tmp_path, monkeypatch):
+    import funcdiff.parity
+
+    monkeypatch.delattr(funcdiff.parity, "run_catalog")
+    report = run_bench(out=tmp_path, level="tiny", cases=["parity"], progress=False, plots=False)
+    assert report.records == ()
+    assert "funcdiff.parity.run_catalog" in report.skipped[0].note
+
+
+def test_cli_missing_device_is_one_line_exit_1(tmp_path, capsys):
+    import jax
+
+    if any(d.platform == "gpu" for d in jax.devices()):
+        pytest.skip("this machine has a GPU")
+    assert main(["bench", "--device", "gpu", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "No gpu device" in err

@@ -97,6 +97,7 @@ class Record:
     dtype: str | None = None
     epochs: int | None = None
     per_epoch_s: float | None = None
+    aot_compile_s: float | None = None
     note: str | None = None
 
     @property

@@ -77,6 +77,63 @@ def _cases(records: Sequence[Record], skipped: Sequence[Skip]) -> list[str]:
     return [c for c in CASE_ORDER if c in seen] + sorted(seen - set(CASE_ORDER))
 
 
+def _find(records: Sequence[Record], case: str, impl: str, size: int) -> Record | None:
+    return next(
+        (r for r in records if (r.case, r.impl, r.size, r.mode) == (case, impl, size, None)), None
+    )
+
+
+def headline(records: Sequence[Record]) -> list[list[str]]:
+    """One row per funcdiff variant and case, at the largest size that has the baseline.
+
+    Columns: case, size, funcdiff variant, its time, the tutorial's PyTorch time, speed-up,
+    torch.compile's time and the ratio to it, the memory-pass floor ratio, the command.
+    """
+    rows = []
+    for case in CASE_ORDER:
+        base_impl = BASELINES.get(case)
+        ours = [r for r in records if r.case == case and r.impl == "funcdiff"]
+        if not ours:
+            continue
+        for label in dict.fromkeys(r.label for r in ours):
+            mine = [r for r in ours if r.label == label]
+            with_base = [r for r in mine if base_impl and _find(records, case, base_impl, r.size)]
+            rec = max(with_base or mine, key=lambda r: r.size)
+            base = _find(records, case, base_impl, rec.size) if base_impl else None
+            comp = _find(records, case, "torch-compile", rec.size)
+            floor = _find(records, case, "numpy-pass", rec.size)
+            unit = " /epoch" if rec.per_epoch_s is not None else ""
+            rows.append(
+                [
+                    case,
+                    f"{rec.size:,}" + (f" {rec.dtype}" if case == "parity" else ""),
+                    label,
+                    fmt_time(rec.unit_s) + unit,
+                    f"{fmt_time(base.unit_s)}{unit} ({base.impl})" if base else "—",
+                    f"**{base.unit_s / rec.unit_s:.3g}×**" if base else "—",
+                    f"{fmt_time(comp.unit_s)}{unit} ({comp.unit_s / rec.unit_s:.3g}×)"
+                    if comp
+                    else "—",
+                    f"{rec.unit_s / floor.unit_s:.3g} passes" if floor else "—",
+                    f"`funcdiff bench --case {case}`",
+                ]
+            )
+    return rows
+
+
+HEADLINE_HEADERS = (
+    "case",
+    "size",
+    "funcdiff",
+    "time",
+    "tutorial's PyTorch",
+    "speed-up",
+    "torch.compile (speed-up)",
+    "vs one memory pass",
+    "reproduce",
+)
+
+
 def markdown(
     machine: dict[str, Any], records: Sequence[Record], skipped: Sequence[Skip], run: dict[str, Any]
 ) -> str:
@@ -102,6 +159,9 @@ def markdown(
         "Speed-up is the tutorial's PyTorch (`torch-eager`; `torch-gradcheck` for gradcheck) "
         "over the row, at the same size."
     )
+    head = headline(records)
+    if head:
+        out += ["", "## Headline", "", _md_table(HEADLINE_HEADERS, head)]
     for case in _cases(records, skipped):
         rows = []
         per_epoch = any(r.per_epoch_s is not None for r in records if r.case == case)

@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
         "--out",
         metavar="DIR",
         default=None,
-        help="output directory (default: bench-results/<device platform>)",
+        help="output directory (default: bench-out/<device platform>)",
     )
     p.add_argument(
         "--device",
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             platform = resolve_device(args.device).platform
         except DeviceNotFoundError as e:
             raise CLIError(str(e), code=EXIT_FAILED) from None
-        out = os.path.join("bench-results", platform)
+        out = os.path.join("bench-out", platform)
     command = "funcdiff " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     try:
         report = run_bench(

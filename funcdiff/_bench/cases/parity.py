@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import inspect
 from typing import Any
 
@@ -29,6 +30,8 @@ def load() -> tuple[Any, str | None]:
     except ImportError as e:
         return None, f"funcdiff.parity does not import: {e}"
     missing = [name for name in ("run_catalog", "catalog") if not hasattr(mod, name)]
+    if missing == ["catalog"] and importlib.util.find_spec("funcdiff.parity._catalog"):
+        missing = []  # the catalog module exists; run_catalog loads it itself
     if missing:
         names = " and ".join(f"funcdiff.parity.{m}" for m in missing)
         return None, f"{names} {'is' if len(missing) == 1 else 'are'} not available yet"
