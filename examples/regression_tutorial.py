@@ -33,9 +33,8 @@ def main() -> None:
     print(f"least squares: intercept {float(sol['intercept']):.6f}, coef {float(sol['coef']):.6f}")
     boot = bootstrap(jax.random.key(1), x, y, 1000, optimizer=sgd, epochs=500)
     lo, hi = confidence_interval(boot, level=0.95)["coef"]
-    print(
-        f"bootstrap (1000 resamples, one call): coef 95% interval [{float(lo):.2f}, {float(hi):.2f}]"
-    )
+    interval = f"[{float(lo):.2f}, {float(hi):.2f}]"
+    print(f"bootstrap (1000 resamples, one call): coef 95% interval {interval}")
 
 
 if __name__ == "__main__":
