@@ -55,7 +55,12 @@ def test_fit_converges_to_ols_1d(x64):
         chex.assert_shape([r.params["intercept"], r.params["coef"]], ())
         resid = np.asarray(y, np.float64) - b0 - b[0] * np.asarray(x, np.float64)
         np.testing.assert_allclose(r.final_loss, np.mean(resid**2), rtol=10 * tol)
-        assert r.ok and int(r.status) == regression.OK and int(r.diverged_at) == -1
+        assert (
+            r.ok
+            and r.status == "ok"
+            and int(r.status_code) == regression.OK
+            and int(r.diverged_at) == -1
+        )
 
 
 def test_fit_converges_to_ols_2d_with_adam():

@@ -120,7 +120,7 @@ def test_divergence_raises_with_the_epoch():
 def test_divergence_with_throw_false_returns_last_finite_params():
     x, y = _data()
     r = fit(x, y, optimizer=BIG_LR, throw=False, epochs=100, log_every=10)
-    assert not r.ok and int(r.status) == DIVERGED
+    assert not r.ok and r.status == "diverged" and int(r.status_code) == DIVERGED
     k = int(r.diverged_at)
     losses = np.asarray(r.losses)
     assert 0 < k < 100

@@ -274,7 +274,7 @@ def _run(args: argparse.Namespace) -> int:
 
     fitted, closed = flat(result.params), flat(sol)
     se = ci = None
-    if boot is not None and int(np.sum(np.asarray(boot.status) == 0)) >= 2:
+    if boot is not None and int(np.sum(np.asarray(boot.status_code) == 0)) >= 2:
         se = flat(standard_error(boot))
         intervals = confidence_interval(boot, level=args.level)
         lo = flat({k: v[0] for k, v in intervals.items()})
@@ -318,7 +318,7 @@ def _json(
     if boot is not None:
         out["bootstrap"] = {
             "n_resamples": args.bootstrap, "level": args.level,
-            "diverged": int(np.sum(np.asarray(boot.status) != 0)),
+            "diverged": int(np.sum(np.asarray(boot.status_code) != 0)),
             "standard_error": se, "confidence_interval": [list(c) for c in ci] if ci else None,
         }  # fmt: skip
     return out

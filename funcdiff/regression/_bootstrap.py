@@ -136,7 +136,7 @@ def bootstrap(key: Any, x: Any, y: Any, n_resamples: int, **fit_kwargs: Any) -> 
 def _ok_params(result: FitResult, what: str) -> dict[str, np.ndarray]:
     if not isinstance(result, FitResult):
         raise TypeError(f"Expected `result` to be a FitResult from bootstrap, got {result!r}.")
-    status = np.asarray(result.status)
+    status = np.asarray(result.status_code)
     if status.ndim != 1:
         raise ValueError(
             f"Expected a FitResult with a leading resample axis (from `bootstrap`), got one "
@@ -156,7 +156,7 @@ def confidence_interval(
 ) -> dict[str, tuple[jax.Array, jax.Array]]:
     """Percentile bootstrap interval of each parameter.
 
-    Resamples whose loss diverged (``status != OK``, possible with ``throw=False``) are left
+    Resamples whose loss diverged (``status == "diverged"``, possible with ``throw=False``) are left
     out.
 
     Args:

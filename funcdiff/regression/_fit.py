@@ -567,7 +567,7 @@ def to_result(out: tuple[Any, ...]) -> FitResult:
         losses=losses,
         log=FitLog(epoch=log_epochs, loss=log_loss, grad=gbuf),
         final_loss=final,
-        status=status,
+        status_code=status,
         diverged_at=div,
     )
 

@@ -17,9 +17,10 @@ from funcdiff._report import fmt, table
 __all__ = ["DIVERGED", "OK", "FitLog", "FitResult"]
 
 OK = 0
-"""``FitResult.status`` code: every epoch's loss was finite."""
+"""``FitResult.status_code`` when every epoch's loss was finite (``status == "ok"``)."""
 DIVERGED = 1
-"""``FitResult.status`` code: the loss became NaN or inf at epoch ``diverged_at``."""
+"""``FitResult.status_code`` when the loss became NaN or inf at epoch ``diverged_at``
+(``status == "diverged"``)."""
 
 
 def _names(params: dict[str, Any]) -> list[str]:
@@ -53,7 +54,8 @@ class FitResult:
       losses: shape ``(epochs,)``, the loss at each epoch's starting parameters.
       log: a :class:`FitLog` every ``log_every`` epochs.
       final_loss: the loss at the returned ``params``.
-      status: int array, :data:`OK` (0) or :data:`DIVERGED` (1).
+      status_code: int array, :data:`OK` (0) or :data:`DIVERGED` (1); the pytree leaf behind
+        the :attr:`status` property.
       diverged_at: int array, the first epoch whose loss was not finite (``epochs`` when the
         update of the last epoch overflowed), or -1.
     """
@@ -62,18 +64,25 @@ class FitResult:
     losses: Any
     log: FitLog
     final_loss: Any
-    status: Any
+    status_code: Any
     diverged_at: Any
 
     @property
     def ok(self) -> bool:
         """True when no run (no resample, for ``bootstrap``) diverged."""
-        return bool(np.all(np.asarray(self.status) == OK))
+        return bool(np.all(np.asarray(self.status_code) == OK))
+
+    @property
+    def status(self) -> Any:
+        """``"ok"`` or ``"diverged"`` (an array of those for a batch of runs, e.g. bootstrap)."""
+        codes = np.asarray(self.status_code)
+        names = np.where(codes == OK, "ok", "diverged")
+        return str(names) if names.ndim == 0 else names
 
     @property
     def message(self) -> str:
         """One line saying how the run ended."""
-        status = np.asarray(self.status)
+        status = np.asarray(self.status_code)
         if status.ndim == 0:
             if int(status) == OK:
                 return "ok: the loss stayed finite"
@@ -87,7 +96,7 @@ class FitResult:
         return f"diverged in {bad} of {status.size} resamples; try a smaller learning rate"
 
     def __str__(self) -> str:
-        status = np.asarray(self.status)
+        status = np.asarray(self.status_code)
         losses = np.asarray(self.losses)
         if status.ndim == 0:
             names = _names(self.params)
