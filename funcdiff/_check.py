@@ -513,7 +513,7 @@ def _full(
     rows, steps, pos = [], [], 0
     for leaf in spec.leaves:
         if not leaf.is_float:
-            rows.append(LeafRow(leaf.path, leaf.shape, leaf.dtype, None, math.nan, math.nan,
+            rows.append(LeafRow(leaf.path, leaf.shape, str(leaf.dtype), None, math.nan, math.nan,
                                 0, 0, "skipped"))
             continue
         sl = slice(pos, pos + math.prod(leaf.shape))
@@ -524,7 +524,7 @@ def _full(
         leaf_step = float(np.max(step[sl], initial=0.0))
         steps.append(leaf_step)
         rows.append(LeafRow(
-            leaf.path, leaf.shape, leaf.dtype, leaf_step,
+            leaf.path, leaf.shape, str(leaf.dtype), leaf_step,
             float(np.max(abs_err[sl], initial=0.0)), float(np.max(rel_err[sl], initial=0.0)),
             n_failed, n_kinks, "FAIL" if n_failed else ("kink" if n_kinks else "ok"),
         ))

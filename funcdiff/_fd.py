@@ -63,7 +63,7 @@ _CHUNK_ELEMENTS = 1 << 22
 class LeafSpec(NamedTuple):
     path: str
     shape: tuple[int, ...]
-    dtype: str
+    dtype: Any
     is_float: bool
 
 
@@ -113,7 +113,7 @@ def analyse(
                     f"Expected `{name}` to hold float arrays, got a PRNG key at {pstr}; "
                     "close over it instead (e.g. `lambda x: f(x, key)`)."
                 )
-            leaves.append(LeafSpec(pstr, tuple(leaf.shape), str(leaf.dtype), False))
+            leaves.append(LeafSpec(pstr, tuple(leaf.shape), leaf.dtype, False))
             others.append(leaf)
             continue
         dtype = _leaf_dtype(leaf)
@@ -128,14 +128,14 @@ def analyse(
                     f"pass floats (e.g. `x.astype(float)`) or close over integer arguments."
                 )
             arr = jnp.asarray(leaf)
-            leaves.append(LeafSpec(pstr, tuple(arr.shape), str(arr.dtype), False))
+            leaves.append(LeafSpec(pstr, tuple(arr.shape), arr.dtype, False))
             others.append(arr)
             continue
         arr = jnp.asarray(leaf)
         if arr.dtype in (jnp.float16, jnp.bfloat16):
             upcast.append(pstr)
             arr = arr.astype(jnp.float32)
-        leaves.append(LeafSpec(pstr, tuple(arr.shape), str(arr.dtype), True))
+        leaves.append(LeafSpec(pstr, tuple(arr.shape), arr.dtype, True))
         floats.append(arr)
     if not floats:
         first = leaves[0]
