@@ -32,7 +32,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike
 
 from funcdiff._validation import check_positive_float, is_float_dtype, is_prng_key, leaf_path_str
 
@@ -493,9 +492,7 @@ def _unravel_jacobian(spec: Spec, struct: Any, mat: jax.Array) -> Any:
         block = mat[:, pos : pos + size].T.reshape((*leaf.shape, mat.shape[0]))
         pos += size
         inner = unravel(spec, block, [])
-        pieces.append(
-            jax.tree_util.tree_map(lambda a, leaf=leaf: a.astype(leaf.dtype), inner)
-        )
+        pieces.append(jax.tree_util.tree_map(lambda a, leaf=leaf: a.astype(leaf.dtype), inner))
     return jax.tree_util.tree_unflatten(out_def, pieces)
 
 
@@ -592,7 +589,13 @@ def fd_jvp(
     vflat = _direction(spec, v, "v")
     struct = check_outputs(fun, spec, scalar=False, caller="fd_jvp")
     res = run_core(
-        fun, spec, flat, others, scheme=scheme, step=step, want_error=return_error,
+        fun,
+        spec,
+        flat,
+        others,
+        scheme=scheme,
+        step=step,
+        want_error=return_error,
         dirs=vflat[None, :],
     )
     out_leaves, out_def = jax.tree_util.tree_flatten(struct)

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 import funcdiff
-from funcdiff import fd_grad, fd_hvp, fd_jacobian, fd_jvp, scoped, seed
-from funcdiff import _fd
+from funcdiff import _fd, fd_grad, fd_hvp, fd_jacobian, fd_jvp, scoped, seed
 
 SCHEMES = ("forward", "backward", "central", "richardson")
 
