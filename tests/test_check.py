@@ -222,3 +222,37 @@ def test_result_record():
     assert set(d) >= {"ok", "mode", "max_abs_error", "max_rel_error", "worst", "leaves", "steps"}
     with pytest.raises(AttributeError):
         r.ok = False  # type: ignore[misc]
+
+
+def test_taylor_test_right_passes_wrong_fails():
+    from funcdiff import taylor_test
+
+    with scoped(x64=True):
+        x = jnp.asarray(seed.POINT)
+        right = taylor_test(seed.composite, x)
+        assert right.ok and abs(right.order - 2.0) < 0.1
+        wrong = taylor_test(seed.composite, x, grad=lambda x: seed.manual_grad(x) * 1.02)
+        assert not wrong.ok and abs(wrong.order - 1.0) < 0.2
+        assert "FAILED" in str(wrong)
+    # linear functions: every remainder is round-off, a pass with a note
+    lin = taylor_test(lambda x: jnp.sum(3.0 * x), jnp.ones(3))
+    assert lin.ok and "round-off" in lin.message
+    with pytest.raises(ValueError, match="`num_steps`"):
+        taylor_test(seed.composite, jnp.asarray(seed.POINT), num_steps=2)
+
+
+def test_consistency_catches_impure_function():
+    from funcdiff import check_consistency
+
+    r = check_consistency(seed.composite, jnp.asarray(seed.POINT))
+    assert r.ok and len(r.rows) == 4
+    calls = {"n": 0}
+
+    def impure(x):
+        calls["n"] += 1
+        return jnp.sum(x) * calls["n"]
+
+    bad = check_consistency(impure, jnp.ones(3))
+    assert not bad.ok
+    with pytest.raises(AssertionError, match="eager vs jit"):
+        bad.assert_ok()
