@@ -652,8 +652,9 @@ def fd_hvp(
       >>> import jax.numpy as jnp
       >>> from funcdiff import fd_hvp
       >>> f = lambda x: jnp.sum(x**3)
-      >>> print(jnp.round(fd_hvp(f, jnp.array([1.0, 2.0]), jnp.array([1.0, 0.0])), 3))
-      [6. 0.]
+      >>> hv = fd_hvp(f, jnp.array([1.0, 2.0]), jnp.array([1.0, 0.0]))
+      >>> print([round(float(v), 3) for v in hv])
+      [6.0, 0.0]
     """
     if not callable(fun):
         raise TypeError(f"Expected `fun` to be callable, got {type(fun).__name__}.")
