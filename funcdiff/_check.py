@@ -205,6 +205,11 @@ class GradCheckResult:
             parts.append(self.message)
         return "\n".join(parts)
 
+    @property
+    def rows(self) -> tuple[LeafRow, ...]:
+        """Alias of :attr:`leaves` (the per-leaf rows)."""
+        return self.leaves
+
     def assert_ok(self) -> None:
         """Raises ``AssertionError`` with the table when the check failed."""
         if not self.ok:
