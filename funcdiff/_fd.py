@@ -101,7 +101,7 @@ def analyse(
     if not pairs:
         raise TypeError(f"Expected `{name}` to hold at least one float array, got an empty pytree.")
     leaves: list[LeafSpec] = []
-    floats: list[jax.Array] = []
+    floats: list[np.ndarray] = []
     others: list[Any] = []
     upcast: list[str] = []
     for path, leaf in pairs:
@@ -130,12 +130,13 @@ def analyse(
             leaves.append(LeafSpec(pstr, tuple(arr.shape), arr.dtype, False))
             others.append(arr)
             continue
-        arr = jnp.asarray(leaf)
-        if arr.dtype in (jnp.float16, jnp.bfloat16):
+        # on the host: no eager XLA ops (each would compile on a first call)
+        host = np.asarray(jnp.asarray(leaf))
+        if host.dtype in (jnp.float16, jnp.bfloat16):
             upcast.append(pstr)
-            arr = arr.astype(jnp.float32)
-        leaves.append(LeafSpec(pstr, tuple(arr.shape), arr.dtype, True))
-        floats.append(arr)
+            host = host.astype(np.float32)
+        leaves.append(LeafSpec(pstr, tuple(host.shape), host.dtype, True))
+        floats.append(host)
     if not floats:
         first = leaves[0]
         raise TypeError(
@@ -150,7 +151,7 @@ def analyse(
             stacklevel=3,
         )
     compute = jnp.result_type(*[f.dtype for f in floats])
-    flat = jnp.concatenate([f.astype(compute).ravel() for f in floats])
+    flat = jnp.asarray(np.concatenate([f.astype(compute).ravel() for f in floats]))
     return Spec(treedef, tuple(leaves), str(compute)), flat, others, upcast
 
 
@@ -383,7 +384,7 @@ def check_step(step: Any) -> float | None:
 
 
 def _check_finite_point(name: str, flat: jax.Array) -> None:
-    if not bool(jnp.all(jnp.isfinite(flat))):
+    if not np.all(np.isfinite(np.asarray(flat))):
         raise ValueError(f"Expected `{name}` to be finite, got NaN or inf in it.")
 
 
@@ -414,7 +415,7 @@ def run_core(
         dirs_arr,
         step_arr,
     )
-    if not bool(jnp.all(jnp.isfinite(res["f0"]))):
+    if not np.all(np.isfinite(np.asarray(res["f0"]))):
         raise ValueError("Expected `fun(x)` to be finite, got NaN or inf.")
     return res
 
