@@ -281,6 +281,8 @@ def _full_core(
     return {
         "ad": _flat_grad(fun, grad, spec, others)(x),
         "fd": (vals[:, 0] - vals[:, 1]) / (2 * h),
+        "fwd": (vals[:, 0] - f0) / h,
+        "bwd": (f0 - vals[:, 1]) / h,
         "err": _fd._ROUNDOFF_ULPS * eps * fmax / h,
         "step": h,
         "f0": f0,
@@ -539,7 +541,13 @@ def _full(
         return _SAFETY * e + rtol * np.maximum(np.abs(a), np.abs(f)) + atol
 
     tol = tolerance(err, ad, fd)
-    bad = np.flatnonzero(~(np.abs(ad - fd) <= tol) & finite)
+    fwd0, bwd0 = np.asarray(res["fwd"], np.float64), np.asarray(res["bwd"], np.float64)
+    # kink candidates: one-sided differences disagree by O(1), not by h*f''
+    gap0 = np.abs(fwd0 - bwd0)
+    # (a smooth gap is h*|f''|: below sqrt(h) unless |f''| > 1/sqrt(h))
+    onesided = np.maximum(np.abs(fwd0), np.abs(bwd0))
+    kinky = gap0 > 0.1 * onesided + np.sqrt(step) * max(1.0, fd_max) + 2 * tol
+    bad = np.flatnonzero((~(np.abs(ad - fd) <= tol) | kinky) & finite)
     if bad.size:
         coords = _pad_pow2(bad.astype(np.int32))
         esc = jax.device_get(_escalate_core(fun, spec, flat, others, jnp.asarray(coords)))

@@ -126,6 +126,9 @@ def test_kink_is_reported_not_failed():
     assert r.ok
     assert [(k.path, k.index) for k in r.kinks] == [("<root>", (0,))]
     assert "non-differentiable" in str(r)
+    # a kink that central differences happen to match (max at a tie) is still reported
+    tie = check_grad(jnp.max, jnp.asarray([1.0, 1.0, 0.5]))
+    assert tie.ok and {k.index for k in tie.kinks} == {(0,), (1,)}
     # a "gradient" outside the one-sided derivatives at the kink is still wrong
     bad = check_grad(jax.nn.relu, jnp.asarray(0.0), grad=lambda x: jnp.asarray(3.0))
     assert not bad.ok
