@@ -3,7 +3,18 @@
 Run:  python examples/seed_autodiff.py
 
 Sample output (float32, CPU):
-OUTPUT_PLACEHOLDER
+jax.grad           : [1.3632776  0.19118989]
+manual_grad        : [1.3632776  0.19118989]
+forward difference : [1.3619099  0.19185364]
+central difference : [1.3632791  0.19114523]
+check_grad ok      : True
+Epoch 0: Loss = 25.325790  grad b0 = -8.485e+00  grad b1 = -4.006e+00
+Epoch 100: Loss = 0.940614  grad b0 = -3.446e-07  grad b1 = -5.737e-07
+Epoch 200: Loss = 0.940614  grad b0 = -3.986e-07  grad b1 = -2.384e-07
+Epoch 300: Loss = 0.940614  grad b0 = -3.986e-07  grad b1 = -2.384e-07
+Epoch 400: Loss = 0.940614  grad b0 = -3.986e-07  grad b1 = -2.384e-07
+b0: 1.927655   (least squares 1.927655)
+b1: 0.882437   (least squares 0.882438)
 """
 
 from __future__ import annotations

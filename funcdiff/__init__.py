@@ -10,14 +10,19 @@ from __future__ import annotations
 from funcdiff import seed
 from funcdiff._check import GradCheckResult, check_grad
 from funcdiff._config import DeviceNotFoundError, resolve_device, scoped, x64_enabled
+from funcdiff._consistency import ConsistencyResult, check_consistency
 from funcdiff._fd import fd_grad, fd_hvp, fd_jacobian, fd_jvp
+from funcdiff._taylor import TaylorResult, taylor_test
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConsistencyResult",
     "DeviceNotFoundError",
     "GradCheckResult",
+    "TaylorResult",
     "__version__",
+    "check_consistency",
     "check_grad",
     "fd_grad",
     "fd_hvp",
@@ -26,5 +31,6 @@ __all__ = [
     "resolve_device",
     "scoped",
     "seed",
+    "taylor_test",
     "x64_enabled",
 ]

@@ -50,7 +50,8 @@ def default_rtol(dtype: Any) -> float:
     return 1e-6 if jnp.dtype(dtype) == jnp.float64 else 1e-3
 
 
-class Element(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class Element:
     """One checked element (full mode) or one direction and stage (directional mode).
 
     Attributes:
@@ -135,14 +136,32 @@ class GradCheckResult:
             f"finite differences = {self.scheme}; rtol={fmt(self.rtol)}, atol={fmt(self.atol)}"
         )
         if self.mode == "full":
-            headers = ["leaf", "shape", "dtype", "step", "max abs err", "max rel err", "failed",
-                       "kinks", "status"]
+            headers = [
+                "leaf",
+                "shape",
+                "dtype",
+                "step",
+                "max abs err",
+                "max rel err",
+                "failed",
+                "kinks",
+                "status",
+            ]
         else:
-            headers = ["stage", "shape", "dtype", "step", "max abs err", "max rel err", "failed",
-                       "kinks", "status"]
-        rows = [list(r) for r in self.leaves]
-        for r in rows:
-            r[1] = "x".join(map(str, r[1])) or "()"
+            headers = [
+                "stage",
+                "shape",
+                "dtype",
+                "step",
+                "max abs err",
+                "max rel err",
+                "failed",
+                "kinks",
+                "status",
+            ]
+        rows: list[list[Any]] = [
+            [r.path, "x".join(map(str, r.shape)) or "()", *list(r)[2:]] for r in self.leaves
+        ]
         parts = [table(headers, rows, title=title)] if rows else [title]
         shown = list(self.failures[:10])
         if self.worst is not None and self.worst not in shown:
@@ -150,10 +169,29 @@ class GradCheckResult:
         if shown:
             parts.append(
                 table(
-                    ["where", "index", "autodiff", "finite diff", "abs err", "rel err",
-                     "tolerance", "status"],
-                    [[e.path, e.index, e.autodiff, e.finite_diff, e.abs_error, e.rel_error,
-                      e.tolerance, e.status] for e in shown],
+                    [
+                        "where",
+                        "index",
+                        "autodiff",
+                        "finite diff",
+                        "abs err",
+                        "rel err",
+                        "tolerance",
+                        "status",
+                    ],
+                    [
+                        [
+                            e.path,
+                            e.index,
+                            e.autodiff,
+                            e.finite_diff,
+                            e.abs_error,
+                            e.rel_error,
+                            e.tolerance,
+                            e.status,
+                        ]
+                        for e in shown
+                    ],
                     title="worst first:" if not self.ok else "worst element:",
                     digits=6,
                 )
@@ -167,6 +205,11 @@ class GradCheckResult:
             parts.append(self.message)
         return "\n".join(parts)
 
+    @property
+    def rows(self) -> tuple[LeafRow, ...]:
+        """Alias of :attr:`leaves` (the per-leaf rows)."""
+        return self.leaves
+
     def assert_ok(self) -> None:
         """Raises ``AssertionError`` with the table when the check failed."""
         if not self.ok:
@@ -179,10 +222,10 @@ class GradCheckResult:
             "mode": self.mode,
             "max_abs_error": self.max_abs_error,
             "max_rel_error": self.max_rel_error,
-            "worst": None if self.worst is None else self.worst._asdict(),
+            "worst": None if self.worst is None else dataclasses.asdict(self.worst),
             "leaves": [r._asdict() for r in self.leaves],
-            "failures": [e._asdict() for e in self.failures],
-            "kinks": [e._asdict() for e in self.kinks],
+            "failures": [dataclasses.asdict(e) for e in self.failures],
+            "kinks": [dataclasses.asdict(e) for e in self.kinks],
             "skipped": list(self.skipped),
             "steps": list(self.steps),
             "rtol": self.rtol,
@@ -238,6 +281,8 @@ def _full_core(
     return {
         "ad": _flat_grad(fun, grad, spec, others)(x),
         "fd": (vals[:, 0] - vals[:, 1]) / (2 * h),
+        "fwd": (vals[:, 0] - f0) / h,
+        "bwd": (f0 - vals[:, 1]) / h,
         "err": _fd._ROUNDOFF_ULPS * eps * fmax / h,
         "step": h,
         "f0": f0,
@@ -334,7 +379,9 @@ def _as_key(key: Any) -> jax.Array:
         return jax.random.key(key)
     from funcdiff._validation import is_prng_key
 
-    if is_prng_key(key) or (hasattr(key, "shape") and key.shape == (2,) and key.dtype == jnp.uint32):
+    if is_prng_key(key) or (
+        hasattr(key, "shape") and key.shape == (2,) and key.dtype == jnp.uint32
+    ):
         return key
     raise TypeError(f"Expected `key` to be a PRNG key such as jax.random.key(0), got {key!r}.")
 
@@ -359,9 +406,21 @@ def _nonfinite_result(
     mode: str, message: str, skipped: tuple[str, ...], rtol: float, atol: float, autodiff: str
 ) -> GradCheckResult:
     return GradCheckResult(
-        ok=False, mode=mode, max_abs_error=math.nan, max_rel_error=math.nan, worst=None,
-        leaves=(), failures=(), kinks=(), skipped=skipped, steps=(), rtol=rtol, atol=atol,
-        scheme="-", autodiff=autodiff, message=message,
+        ok=False,
+        mode=mode,
+        max_abs_error=math.nan,
+        max_rel_error=math.nan,
+        worst=None,
+        leaves=(),
+        failures=(),
+        kinks=(),
+        skipped=skipped,
+        steps=(),
+        rtol=rtol,
+        atol=atol,
+        scheme="-",
+        autodiff=autodiff,
+        message=message,
     )
 
 
@@ -428,8 +487,12 @@ def check_grad(
     if not np.all(np.isfinite(xs)):
         path, idx = _locate(spec, int(np.flatnonzero(~np.isfinite(xs))[0]))
         return _nonfinite_result(
-            mode, f"FAILED: x is not finite (NaN or inf at {path}{list(idx)}); nothing checked.",
-            skipped, r, math.nan if atol_in is None else atol_in, autodiff,
+            mode,
+            f"FAILED: x is not finite (NaN or inf at {path}{list(idx)}); nothing checked.",
+            skipped,
+            r,
+            math.nan if atol_in is None else atol_in,
+            autodiff,
         )
     if mode == "full":
         return _full(fun, grad, spec, flat, others, skipped, r, atol_in, eps, autodiff)
@@ -440,7 +503,7 @@ def check_grad(
 
 
 def _pad_pow2(idx: np.ndarray) -> np.ndarray:
-    size = max(8, 1 << int(math.ceil(math.log2(max(1, idx.size)))))
+    size = max(8, 1 << math.ceil(math.log2(max(1, idx.size))))
     return np.concatenate([idx, np.full(size - idx.size, idx[0], dtype=idx.dtype)])
 
 
@@ -460,8 +523,12 @@ def _full(
     f0 = float(res["f0"])
     if not math.isfinite(f0):
         return _nonfinite_result(
-            "full", f"FAILED: fun(x) = {f0}; nothing checked.", skipped, rtol,
-            math.nan if atol_in is None else atol_in, autodiff,
+            "full",
+            f"FAILED: fun(x) = {f0}; nothing checked.",
+            skipped,
+            rtol,
+            math.nan if atol_in is None else atol_in,
+            autodiff,
         )
     ad, fd, err, step = (np.array(res[k], dtype=np.float64) for k in ("ad", "fd", "err", "step"))
     finite = np.isfinite(ad) & np.isfinite(fd)
@@ -474,7 +541,13 @@ def _full(
         return _SAFETY * e + rtol * np.maximum(np.abs(a), np.abs(f)) + atol
 
     tol = tolerance(err, ad, fd)
-    bad = np.flatnonzero(~(np.abs(ad - fd) <= tol) & finite)
+    fwd0, bwd0 = np.asarray(res["fwd"], np.float64), np.asarray(res["bwd"], np.float64)
+    # kink candidates: one-sided differences disagree by O(1), not by h*f''
+    gap0 = np.abs(fwd0 - bwd0)
+    # (a smooth gap is h*|f''|: below sqrt(h) unless |f''| > 1/sqrt(h))
+    onesided = np.maximum(np.abs(fwd0), np.abs(bwd0))
+    kinky = gap0 > 0.1 * onesided + np.sqrt(step) * max(1.0, fd_max) + 2 * tol
+    bad = np.flatnonzero((~(np.abs(ad - fd) <= tol) | kinky) & finite)
     if bad.size:
         coords = _pad_pow2(bad.astype(np.int32))
         esc = jax.device_get(_escalate_core(fun, spec, flat, others, jnp.asarray(coords)))
@@ -503,8 +576,16 @@ def _full(
 
     def element(i: int) -> Element:
         path, idx = _locate(spec, i)
-        return Element(path, idx, float(ad[i]), float(fd[i]), float(abs_err[i]),
-                       float(rel_err[i]), float(tol[i]), str(status[i]))
+        return Element(
+            path,
+            idx,
+            float(ad[i]),
+            float(fd[i]),
+            float(abs_err[i]),
+            float(rel_err[i]),
+            float(tol[i]),
+            str(status[i]),
+        )
 
     ratio = np.where(finite, abs_err / np.where(tol > 0, tol, 1.0), np.inf)
     order = np.argsort(-ratio, kind="stable")
@@ -513,8 +594,19 @@ def _full(
     rows, steps, pos = [], [], 0
     for leaf in spec.leaves:
         if not leaf.is_float:
-            rows.append(LeafRow(leaf.path, leaf.shape, leaf.dtype, None, math.nan, math.nan,
-                                0, 0, "skipped"))
+            rows.append(
+                LeafRow(
+                    leaf.path,
+                    leaf.shape,
+                    str(leaf.dtype),
+                    None,
+                    math.nan,
+                    math.nan,
+                    0,
+                    0,
+                    "skipped",
+                )
+            )
             continue
         sl = slice(pos, pos + math.prod(leaf.shape))
         pos = sl.stop
@@ -523,28 +615,47 @@ def _full(
         n_kinks = int(np.sum(st == "kink"))
         leaf_step = float(np.max(step[sl], initial=0.0))
         steps.append(leaf_step)
-        rows.append(LeafRow(
-            leaf.path, leaf.shape, leaf.dtype, leaf_step,
-            float(np.max(abs_err[sl], initial=0.0)), float(np.max(rel_err[sl], initial=0.0)),
-            n_failed, n_kinks, "FAIL" if n_failed else ("kink" if n_kinks else "ok"),
-        ))
+        rows.append(
+            LeafRow(
+                leaf.path,
+                leaf.shape,
+                str(leaf.dtype),
+                leaf_step,
+                float(np.max(abs_err[sl], initial=0.0)),
+                float(np.max(rel_err[sl], initial=0.0)),
+                n_failed,
+                n_kinks,
+                "FAIL" if n_failed else ("kink" if n_kinks else "ok"),
+            )
+        )
     worst = element(int(order[0])) if ad.size else None
     ok = not failed_idx
-    msg = "" if ok else (
-        f"{len(failed_idx)} element(s) wrong; worst: {worst.path}{list(worst.index)} "
-        f"autodiff {worst.autodiff:.6g} vs finite difference {worst.finite_diff:.6g}."
-        if worst is not None else ""
+    msg = (
+        ""
+        if ok
+        else (
+            f"{len(failed_idx)} element(s) wrong; worst: {worst.path}{list(worst.index)} "
+            f"autodiff {worst.autodiff:.6g} vs finite difference {worst.finite_diff:.6g}."
+            if worst is not None
+            else ""
+        )
     )
     return GradCheckResult(
-        ok=ok, mode="full",
+        ok=ok,
+        mode="full",
         max_abs_error=float(np.max(abs_err, initial=0.0)),
         max_rel_error=float(np.max(rel_err, initial=0.0)),
-        worst=worst, leaves=tuple(rows),
+        worst=worst,
+        leaves=tuple(rows),
         failures=tuple(element(i) for i in failed_idx[:_MAX_LISTED]),
         kinks=tuple(element(i) for i in kink_idx[:_MAX_LISTED]),
-        skipped=skipped, steps=tuple(steps), rtol=rtol, atol=atol,
+        skipped=skipped,
+        steps=tuple(steps),
+        rtol=rtol,
+        atol=atol,
         scheme="central (failing elements re-measured by Richardson)",
-        autodiff=autodiff, message=msg,
+        autodiff=autodiff,
+        message=msg,
     )
 
 
@@ -579,8 +690,12 @@ def _directional(
     f0 = float(res["f0"])
     if not math.isfinite(f0):
         return _nonfinite_result(
-            "directional", f"FAILED: fun(x) = {f0}; nothing checked.", skipped, rtol,
-            math.nan if atol_in is None else atol_in, autodiff,
+            "directional",
+            f"FAILED: fun(x) = {f0}; nothing checked.",
+            skipped,
+            rtol,
+            math.nan if atol_in is None else atol_in,
+            autodiff,
         )
     fd, err, vjp = (np.asarray(res[name], dtype=np.float64) for name in ("fd", "err", "vjp"))
     gnorm, unorm = float(res["gnorm"]), np.asarray(res["unorm"], dtype=np.float64)
@@ -602,27 +717,59 @@ def _directional(
         ok_j = finite & (abs_err <= t)
         for j in range(k):
             st = "ok" if ok_j[j] else ("WRONG" if finite[j] else "non-finite")
-            elements.append(Element(name, (j,), float(a[j]), float(f[j]), float(abs_err[j]),
-                                    float(rel_err[j]), float(t[j]), st))
+            elements.append(
+                Element(
+                    name,
+                    (j,),
+                    float(a[j]),
+                    float(f[j]),
+                    float(abs_err[j]),
+                    float(rel_err[j]),
+                    float(t[j]),
+                    st,
+                )
+            )
         n_failed = int(np.sum(~ok_j))
-        rows.append(LeafRow(name, (k,), spec.compute_dtype, float(np.max(step)),
-                            float(np.max(abs_err)), float(np.max(rel_err)), n_failed, 0,
-                            "FAIL" if n_failed else "ok"))
-    ranked = sorted(elements, key=lambda e: -(e.abs_error / e.tolerance if e.tolerance > 0
-                                                else math.inf))
+        rows.append(
+            LeafRow(
+                name,
+                (k,),
+                spec.compute_dtype,
+                float(np.max(step)),
+                float(np.max(abs_err)),
+                float(np.max(rel_err)),
+                n_failed,
+                0,
+                "FAIL" if n_failed else "ok",
+            )
+        )
+    ranked = sorted(
+        elements, key=lambda e: -(e.abs_error / e.tolerance if e.tolerance > 0 else math.inf)
+    )
     failures = tuple(e for e in ranked if e.status != "ok")
     ok = not failures
     notes = [jvp_note] if jvp_note else []
     if not ok:
         stages_failed = sorted({e.path for e in failures})
-        notes.insert(0, f"directional check failed in {', '.join(stages_failed)}; run "
-                        "mode='full' to locate the wrong element(s).")
+        notes.insert(
+            0,
+            f"directional check failed in {', '.join(stages_failed)}; run "
+            "mode='full' to locate the wrong element(s).",
+        )
     return GradCheckResult(
-        ok=ok, mode="directional",
+        ok=ok,
+        mode="directional",
         max_abs_error=max(e.abs_error for e in elements),
         max_rel_error=max(e.rel_error for e in elements),
-        worst=ranked[0], leaves=tuple(rows), failures=failures[:_MAX_LISTED], kinks=(),
-        skipped=skipped, steps=tuple(float(s) for s in step), rtol=rtol, atol=atol,
-        scheme=f"richardson along {k} random direction(s)", autodiff=autodiff,
+        worst=ranked[0],
+        leaves=tuple(rows),
+        failures=failures[:_MAX_LISTED],
+        kinks=(),
+        skipped=skipped,
+        steps=tuple(float(s) for s in step),
+        rtol=rtol,
+        atol=atol,
+        scheme=f"richardson along {k} random direction(s)",
+        autodiff=autodiff,
         message=" ".join(notes),
     )

@@ -32,7 +32,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike
 
 from funcdiff._validation import check_positive_float, is_float_dtype, is_prng_key, leaf_path_str
 
@@ -63,7 +62,7 @@ _CHUNK_ELEMENTS = 1 << 22
 class LeafSpec(NamedTuple):
     path: str
     shape: tuple[int, ...]
-    dtype: str
+    dtype: Any
     is_float: bool
 
 
@@ -102,7 +101,7 @@ def analyse(
     if not pairs:
         raise TypeError(f"Expected `{name}` to hold at least one float array, got an empty pytree.")
     leaves: list[LeafSpec] = []
-    floats: list[jax.Array] = []
+    floats: list[np.ndarray] = []
     others: list[Any] = []
     upcast: list[str] = []
     for path, leaf in pairs:
@@ -113,7 +112,7 @@ def analyse(
                     f"Expected `{name}` to hold float arrays, got a PRNG key at {pstr}; "
                     "close over it instead (e.g. `lambda x: f(x, key)`)."
                 )
-            leaves.append(LeafSpec(pstr, tuple(leaf.shape), str(leaf.dtype), False))
+            leaves.append(LeafSpec(pstr, tuple(leaf.shape), leaf.dtype, False))
             others.append(leaf)
             continue
         dtype = _leaf_dtype(leaf)
@@ -128,15 +127,16 @@ def analyse(
                     f"pass floats (e.g. `x.astype(float)`) or close over integer arguments."
                 )
             arr = jnp.asarray(leaf)
-            leaves.append(LeafSpec(pstr, tuple(arr.shape), str(arr.dtype), False))
+            leaves.append(LeafSpec(pstr, tuple(arr.shape), arr.dtype, False))
             others.append(arr)
             continue
-        arr = jnp.asarray(leaf)
-        if arr.dtype in (jnp.float16, jnp.bfloat16):
+        # on the host: no eager XLA ops (each would compile on a first call)
+        host = np.asarray(jnp.asarray(leaf))
+        if host.dtype in (jnp.float16, jnp.bfloat16):
             upcast.append(pstr)
-            arr = arr.astype(jnp.float32)
-        leaves.append(LeafSpec(pstr, tuple(arr.shape), str(arr.dtype), True))
-        floats.append(arr)
+            host = host.astype(np.float32)
+        leaves.append(LeafSpec(pstr, tuple(host.shape), host.dtype, True))
+        floats.append(host)
     if not floats:
         first = leaves[0]
         raise TypeError(
@@ -151,7 +151,7 @@ def analyse(
             stacklevel=3,
         )
     compute = jnp.result_type(*[f.dtype for f in floats])
-    flat = jnp.concatenate([f.astype(compute).ravel() for f in floats])
+    flat = jnp.asarray(np.concatenate([f.astype(compute).ravel() for f in floats]))
     return Spec(treedef, tuple(leaves), str(compute)), flat, others, upcast
 
 
@@ -384,7 +384,7 @@ def check_step(step: Any) -> float | None:
 
 
 def _check_finite_point(name: str, flat: jax.Array) -> None:
-    if not bool(jnp.all(jnp.isfinite(flat))):
+    if not np.all(np.isfinite(np.asarray(flat))):
         raise ValueError(f"Expected `{name}` to be finite, got NaN or inf in it.")
 
 
@@ -415,7 +415,7 @@ def run_core(
         dirs_arr,
         step_arr,
     )
-    if not bool(jnp.all(jnp.isfinite(res["f0"]))):
+    if not np.all(np.isfinite(np.asarray(res["f0"]))):
         raise ValueError("Expected `fun(x)` to be finite, got NaN or inf.")
     return res
 
@@ -493,9 +493,7 @@ def _unravel_jacobian(spec: Spec, struct: Any, mat: jax.Array) -> Any:
         block = mat[:, pos : pos + size].T.reshape((*leaf.shape, mat.shape[0]))
         pos += size
         inner = unravel(spec, block, [])
-        pieces.append(
-            jax.tree_util.tree_map(lambda a, leaf=leaf: a.astype(leaf.dtype), inner)
-        )
+        pieces.append(jax.tree_util.tree_map(lambda a, leaf=leaf: a.astype(leaf.dtype), inner))
     return jax.tree_util.tree_unflatten(out_def, pieces)
 
 
@@ -592,7 +590,13 @@ def fd_jvp(
     vflat = _direction(spec, v, "v")
     struct = check_outputs(fun, spec, scalar=False, caller="fd_jvp")
     res = run_core(
-        fun, spec, flat, others, scheme=scheme, step=step, want_error=return_error,
+        fun,
+        spec,
+        flat,
+        others,
+        scheme=scheme,
+        step=step,
+        want_error=return_error,
         dirs=vflat[None, :],
     )
     out_leaves, out_def = jax.tree_util.tree_flatten(struct)
@@ -649,8 +653,9 @@ def fd_hvp(
       >>> import jax.numpy as jnp
       >>> from funcdiff import fd_hvp
       >>> f = lambda x: jnp.sum(x**3)
-      >>> print(jnp.round(fd_hvp(f, jnp.array([1.0, 2.0]), jnp.array([1.0, 0.0])), 3))
-      [6. 0.]
+      >>> hv = fd_hvp(f, jnp.array([1.0, 2.0]), jnp.array([1.0, 0.0]))
+      >>> print([round(float(v), 3) for v in hv])
+      [6.0, 0.0]
     """
     if not callable(fun):
         raise TypeError(f"Expected `fun` to be callable, got {type(fun).__name__}.")

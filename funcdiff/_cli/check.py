@@ -1,17 +1,146 @@
-"""`funcdiff check`: placeholder until its issue lands; the owner replaces this module."""
+"""``funcdiff check MODULE:FUNCTION --at JSON``: check a user's gradient from the shell.
+
+Exit codes: 0 the gradient is right, 1 it is wrong (or the function fails at the point),
+2 a usage error (bad spec, import failure, bad JSON, bad input). Errors are one line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable
 from typing import Any
 
-from funcdiff._cli._common import CLIError
+import numpy as np
+
+from funcdiff._cli._common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CLIError,
+    emit_json,
+    positive_int,
+)
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("check", help="(in progress)")
+    p = sub.add_parser(
+        "check",
+        help="check a function's gradient against finite differences",
+        description=(
+            "Import MODULE:FUNCTION (a scalar JAX function), evaluate its autodiff gradient at "
+            "the point given by --at, and compare it with finite differences. Exit 0 when it "
+            "is right, 1 when it is wrong, 2 for a usage error."
+        ),
+    )
+    p.add_argument("target", metavar="MODULE:FUNCTION", help="e.g. funcdiff.seed:composite")
+    p.add_argument(
+        "--at",
+        required=True,
+        metavar="JSON",
+        help="the point: a JSON number, (nested) list, or object of them (a pytree); "
+        "'@FILE' reads the JSON from FILE",
+    )
+    p.add_argument("--mode", choices=("full", "directional"), default="full")
+    p.add_argument(
+        "--grad",
+        metavar="MODULE:FUNCTION",
+        default=None,
+        help="a gradient to check instead of jax.grad (e.g. funcdiff.seed:manual_grad)",
+    )
+    p.add_argument("--num-directions", type=positive_int, default=8, metavar="N")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed for the directions")
+    p.add_argument("--rtol", type=float, default=None)
+    p.add_argument("--atol", type=float, default=None)
+    p.add_argument("--x64", action="store_true", help="run in float64")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
+def load_callable(spec: str, what: str = "MODULE:FUNCTION") -> Callable[..., Any]:
+    """Imports ``module.path:attr.path`` (the current directory is importable)."""
+    module_name, sep, attr_path = spec.partition(":")
+    if not sep or not module_name or not attr_path:
+        raise CLIError(f"expected {what} such as funcdiff.seed:composite, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as e:
+        raise CLIError(f"cannot import module {module_name!r}: {type(e).__name__}: {e}") from None
+    for part in attr_path.split("."):
+        if not hasattr(obj, part):
+            raise CLIError(f"module {module_name!r} has no attribute {attr_path!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise CLIError(f"{spec!r} is not callable (got {type(obj).__name__})")
+    return obj
+
+
+def parse_point(text: str, dtype: Any) -> Any:
+    """JSON -> a pytree of float arrays (numbers become ``dtype``; objects become dicts)."""
+    if text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as e:
+            raise CLIError(f"cannot read --at file {text[1:]!r}: {e.strerror}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CLIError(f"--at is not valid JSON ({e.msg} at column {e.colno}): {text!r}") from None
+
+    def convert(v: Any, where: str) -> Any:
+        if isinstance(v, dict):
+            return {k: convert(x, f"{where}[{k!r}]") for k, x in v.items()}
+        if isinstance(v, list) and any(isinstance(x, dict) for x in v):
+            return [convert(x, f"{where}[{i}]") for i, x in enumerate(v)]
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            raise CLIError(f"--at{where}: expected numbers, got {json.dumps(v)}")
+        try:
+            arr = np.asarray(v, dtype=dtype)
+        except (ValueError, TypeError):
+            raise CLIError(
+                f"--at{where}: expected a number or a rectangular list of numbers"
+            ) from None
+        return arr
+
+    return convert(value, "")
+
+
 def run(args: argparse.Namespace) -> int:
-    raise CLIError("`funcdiff check` is not implemented yet", code=2)
+    import jax.numpy as jnp
+
+    from funcdiff import check_grad, scoped
+
+    fun = load_callable(args.target)
+    grad = None if args.grad is None else load_callable(args.grad, "--grad MODULE:FUNCTION")
+    with scoped(x64=bool(args.x64)):
+        point = parse_point(args.at, np.float64 if args.x64 else np.float32)
+        try:
+            import jax
+
+            x = jax.tree_util.tree_map(jnp.asarray, point)
+            result = check_grad(
+                fun,
+                x,
+                grad=grad,
+                mode=args.mode,
+                num_directions=args.num_directions,
+                key=args.seed,
+                rtol=args.rtol,
+                atol=args.atol,
+            )
+        except (TypeError, ValueError) as e:
+            raise CLIError(str(e), code=EXIT_USAGE) from None
+        except Exception as e:  # the user's function failed at the point
+            raise CLIError(
+                f"{args.target} failed at the point: {type(e).__name__}: {e}", code=EXIT_FAILED
+            ) from None
+    if args.json:
+        emit_json({"function": args.target, **result.to_dict()})
+    else:
+        print(result)
+    return 0 if result.ok else EXIT_FAILED

@@ -1,0 +1,118 @@
+"""jit vs eager vs vmap agreement for a user function (values and gradients).
+
+A function that is pure gives the same values eagerly, under ``jax.jit`` and as one row of a
+``jax.vmap``; a custom rule that closes over Python state, branches on traced values or
+mis-handles batching does not. This check runs all three (and ``jax.grad`` of each for a
+scalar function) and compares them within a few ulps of the dtype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcdiff._report import table
+
+__all__ = ["ConsistencyResult", "check_consistency"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsistencyResult:
+    """The verdict of :func:`check_consistency`.
+
+    Attributes:
+      ok: every pair agrees within ``rtol``.
+      rows: ``(quantity, pair, max_abs_diff, max_rel_diff, ok)`` per comparison.
+      rtol: the relative tolerance used.
+    """
+
+    ok: bool
+    rows: tuple[tuple[str, str, float, float, bool], ...]
+    rtol: float
+
+    def __str__(self) -> str:
+        title = f"check_consistency: {'PASSED' if self.ok else 'FAILED'} (rtol={self.rtol:.3g})"
+        return table(
+            ["quantity", "pair", "max abs diff", "max rel diff", "ok"],
+            [list(r) for r in self.rows],
+            title=title,
+        )
+
+    def assert_ok(self) -> None:
+        """Raises ``AssertionError`` with the table when some pair disagrees."""
+        if not self.ok:
+            raise AssertionError("\n" + str(self))
+
+
+def _diff(a: Any, b: Any) -> tuple[float, float]:
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    if len(la) != len(lb):
+        return math.inf, math.inf
+    abs_d, rel_d = 0.0, 0.0
+    for u, v in zip(la, lb, strict=True):
+        u64, v64 = np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64)
+        if u64.shape != v64.shape:
+            return math.inf, math.inf
+        d = np.abs(u64 - v64)
+        d = np.where(np.isnan(u64) & np.isnan(v64), 0.0, d)
+        scale = np.maximum(np.abs(u64), np.abs(v64))
+        abs_d = max(abs_d, float(np.max(d, initial=0.0)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(scale > 0, d / np.where(scale > 0, scale, 1.0), np.where(d > 0, 1, 0))
+        rel_d = max(rel_d, float(np.max(rel, initial=0.0)))
+    return abs_d, rel_d
+
+
+def check_consistency(
+    fun: Callable[..., Any], x: Any, *, rtol: float | None = None, grad: bool | None = None
+) -> ConsistencyResult:
+    """Compares ``fun(x)`` eagerly, under ``jax.jit`` and under ``jax.vmap`` (batch of 2).
+
+    Args:
+      fun: a function of one argument (an array or pytree).
+      x: the point.
+      rtol: relative tolerance; ``None``: ``64 * eps`` of the output dtype (XLA may fuse and
+        reorder floating-point operations under jit).
+      grad: also compare ``jax.grad(fun)`` the same way; ``None`` means "when the output is a
+        float scalar".
+
+    Returns:
+      A :class:`ConsistencyResult`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from funcdiff import check_consistency, seed
+      >>> check_consistency(seed.composite, jnp.array([0.5, 0.75])).ok
+      True
+    """
+    if not callable(fun):
+        raise TypeError(f"Expected `fun` to be callable, got {type(fun).__name__}.")
+    struct = jax.eval_shape(fun, x)
+    leaves = jax.tree_util.tree_leaves(struct)
+    dtype = jnp.result_type(*[leaf.dtype for leaf in leaves]) if leaves else jnp.float32
+    if rtol is None:
+        eps = float(jnp.finfo(dtype).eps) if jnp.issubdtype(dtype, jnp.floating) else 0.0
+        rtol = 64 * eps
+    if grad is None:
+        grad = (
+            len(leaves) == 1
+            and leaves[0].shape == ()
+            and jnp.issubdtype(leaves[0].dtype, jnp.floating)
+        )
+    funcs = [("value", fun)] + ([("grad", jax.grad(fun))] if grad else [])
+    rows = []
+    batch = jax.tree_util.tree_map(lambda a: jnp.stack([jnp.asarray(a)] * 2), x)
+    for name, fn in funcs:
+        eager = fn(x)
+        jitted = jax.jit(fn)(x)
+        vmapped = jax.tree_util.tree_map(lambda a: a[1], jax.vmap(fn)(batch))
+        for pair, other in (("eager vs jit", jitted), ("eager vs vmap", vmapped)):
+            a, r = _diff(eager, other)
+            rows.append((name, pair, a, r, bool(r <= rtol)))
+    return ConsistencyResult(all(r[-1] for r in rows), tuple(rows), float(rtol))
