@@ -257,7 +257,7 @@ def pieces() -> list[Entry]:
             "nn/conv2d",
             _conv2d_jax,
             lambda x, w, b: F().conv2d(x, w, b, padding=1),
-            _rand((2, 3, 5, 5), (4, 3, 3, 3), (4,), scale=0.5),
+            _rand((1, 3, 5, 5), (2, 3, 3, 3), (2,), scale=0.5),
         ),
         (
             "nn/conv2d_strided",

@@ -187,6 +187,12 @@ def _any_abs_eq(value: float) -> Callable[..., bool]:
     return lambda x, *_: bool(np.any(np.abs(np.asarray(x)) == value))
 
 
+def _abs_covers(x: Any, *rest: Any) -> bool:
+    """``abs`` of ``x``, or of ``x - y`` for a loss of two arguments, hits 0."""
+    d = np.asarray(x) - np.asarray(rest[0]) if rest else np.asarray(x)
+    return bool(np.any(d == 0))
+
+
 def _zero_rows(axis: int | None) -> Callable[..., bool]:
     def covers(x: Any, *_: Any) -> bool:
         x = np.asarray(x)
@@ -259,7 +265,7 @@ def _registry() -> tuple[Divergence, ...]:
             lambda x: _t().abs(x),
             L.abs_like_torch,
             cases=("elementwise/abs", "elementwise/abs_at_zero", "nn/l1_loss"),
-            covers=_any_eq(0.0),
+            covers=_abs_covers,
         ),
         Divergence(
             "clip-at-bounds",
@@ -401,25 +407,26 @@ def _registry() -> tuple[Divergence, ...]:
             lambda x: jnp.std(x, ddof=1),
             lambda x: _t().std(x),
             L.std_like_torch,
-            cases=("reductions/std_ddof1", "nn/layer_norm_no_eps"),
+            cases=("reductions/std_ddof1",),
             covers=_any_zero_or_constant,
         ),
         Divergence(
             "softplus-threshold",
             "jax.nn.softplus / F.softplus",
             "x = 20.5 (above threshold 20)",
-            "value",
-            (20.500000001250154,),
-            (20.5,),
+            "grad",
+            (0.9999999987498462,),
+            (1.0,),
             "torch F.softplus docs (beta=1, threshold=20: linear above); "
             "jax _src/nn/functions.py softplus (logaddexp(x, 0))",
             _a(20.5),
             jax.nn.softplus,
             lambda x: F().softplus(x),
             L.softplus_like_torch,
-            cases=("elementwise/softplus_above_threshold",),
+            cases=("elementwise/softplus", "elementwise/softplus_above_threshold"),
             covers=lambda x, *_: bool(np.any(np.asarray(x) > 20)),
-            note="float64 only: in float32 both round to x; the gradient differs by 1.2e-9",
+            note="float64 only (float32 rounds both to the same numbers); the value differs too: "
+            "20.500000001250154 vs 20.5",
         ),
         Divergence(
             "gelu-default",
@@ -483,6 +490,23 @@ def _registry() -> tuple[Divergence, ...]:
             cases=("elementwise/pow_tensor", "elementwise/pow_zero_at_zero"),
             covers=_pow_covers,
             note="an integer exponent (x ** 0) gives 0 in both",
+        ),
+        Divergence(
+            "pow-zero-base-negative-exponent",
+            "jnp.power / torch.pow",
+            "d/dy at x = 0, y < 0 (here y = -0.5)",
+            "grad",
+            (_NAN,),
+            (-_INF,),
+            "jax _src/lax/lax.py _pow_jvp_rhs; torch FunctionsManual.cpp "
+            "pow_backward_exponent (result * log(x), masked only where x == 0 and y >= 0)",
+            _a(0.0, -0.5),
+            jnp.power,
+            lambda x, y: _t().pow(x, y),
+            L.pow_like_torch,
+            wrt=1,
+            cases=("elementwise/pow_tensor",),
+            covers=lambda x, y, *_: bool(np.any((np.asarray(x) == 0) & (np.asarray(y) < 0))),
         ),
         Divergence(
             "max-dim-ties",
