@@ -32,6 +32,30 @@ def test_at_least_80_unique_cases_in_a_fixed_order():
     assert order == sorted(order)
 
 
+def test_public_names():
+    import funcdiff.parity as parity
+
+    assert list(parity.__all__) == sorted(parity.__all__)
+    mine = {
+        "Case",
+        "catalog",
+        "get_case",
+        "Divergence",
+        "DivergenceMeasurement",
+        "divergences",
+        "get_divergence",
+        "abs_like_torch",
+        "clip_like_torch",
+        "norm_like_torch",
+        "softplus_like_torch",
+        "gelu_like_torch",
+        "var_like_torch",
+        "std_like_torch",
+    }
+    assert mine <= set(parity.__all__)
+    assert all(hasattr(parity, n) for n in parity.__all__)
+
+
 def test_case_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         CASES[0].name = "x"  # type: ignore[misc]

@@ -161,7 +161,8 @@ def _fmt_values(v: tuple[complex | float, ...]) -> str:
 def _match_name(d: Divergence) -> str:
     if d.match_torch is None:
         return "-"
-    return getattr(d.match_torch, "_display", None) or getattr(d.match_torch, "__name__", "?")
+    name = getattr(d.match_torch, "_display", None) or getattr(d.match_torch, "__name__", "?")
+    return str(name)
 
 
 def _named(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
