@@ -34,7 +34,7 @@ class DeviceNotFoundError(RuntimeError):
 
 def x64_enabled() -> bool:
     """Whether JAX currently creates 64-bit arrays by default."""
-    return bool(jax.config.jax_enable_x64)
+    return bool(jax.config.read("jax_enable_x64"))
 
 
 def resolve_device(platform: str | None) -> jax.Device:

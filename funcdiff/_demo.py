@@ -119,8 +119,8 @@ class DemoResult:
                 ["epoch", "loss", "grad b0", "grad b1"],
                 [[r["epoch"], r["loss"], *r["grad"]] for r in self.log],
                 title=(
-                    f"4. Linear regression y = 2 + x + noise, n={self.n}: optax.sgd(lr={self.lr:g}), "
-                    f"{self.epochs} epochs in one jitted lax.scan"
+                    f"4. Linear regression y = 2 + x + noise, n={self.n}: "
+                    f"optax.sgd(lr={self.lr:g}), {self.epochs} epochs in one jitted lax.scan"
                 ),
                 digits=6,
             ),

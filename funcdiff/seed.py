@@ -121,10 +121,11 @@ def regression_data(key: Any, n: int = 100, *, dtype: Any = None) -> tuple[jax.A
       ValueError: ``n < 1``.
     """
     n = check_int("n", n, minimum=1)
-    if not (is_prng_key(key) or (hasattr(key, "shape") and key.shape == (2,) and key.dtype == jnp.uint32)):
-        raise TypeError(
-            f"Expected `key` to be a PRNG key such as jax.random.key(0), got {key!r}."
-        )
+    if not (
+        is_prng_key(key)
+        or (hasattr(key, "shape") and key.shape == (2,) and key.dtype == jnp.uint32)
+    ):
+        raise TypeError(f"Expected `key` to be a PRNG key such as jax.random.key(0), got {key!r}.")
     dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
     kx, ke = jax.random.split(key)
     x = jax.random.normal(kx, (n,), dtype=dtype)

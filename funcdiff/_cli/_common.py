@@ -7,7 +7,16 @@ import json
 import sys
 from typing import Any, NoReturn
 
-__all__ = ["EXIT_FAILED", "EXIT_USAGE", "CLIError", "Parser", "emit_json", "fail", "positive_float", "positive_int"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "CLIError",
+    "Parser",
+    "emit_json",
+    "fail",
+    "positive_float",
+    "positive_int",
+]
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

@@ -19,8 +19,12 @@ def register(sub: Any) -> None:
     p.add_argument("--n", type=positive_int, default=100, help="regression points (default 100)")
     p.add_argument("--epochs", type=positive_int, default=500, help="SGD epochs (default 500)")
     p.add_argument("--lr", type=positive_float, default=0.1, help="SGD learning rate (default 0.1)")
-    p.add_argument("--device", choices=("cpu", "gpu", "tpu"), default=None,
-                   help="device platform (default: JAX's default device)")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "gpu", "tpu"),
+        default=None,
+        help="device platform (default: JAX's default device)",
+    )
     p.add_argument("--x64", action="store_true", help="run in float64")
     p.set_defaults(func=run)
 
@@ -31,8 +35,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = run_demo(
-            seed_value=args.seed, n=args.n, epochs=args.epochs, lr=args.lr,
-            device=args.device, x64=args.x64,
+            seed_value=args.seed,
+            n=args.n,
+            epochs=args.epochs,
+            lr=args.lr,
+            device=args.device,
+            x64=args.x64,
         )
     except DeviceNotFoundError as e:
         raise CLIError(str(e), code=EXIT_FAILED) from None
