@@ -35,7 +35,7 @@ def test_at_least_80_unique_cases_in_a_fixed_order():
 def test_public_names():
     import funcdiff.parity as parity
 
-    assert list(parity.__all__) == sorted(parity.__all__)
+    assert len(set(parity.__all__)) == len(parity.__all__)
     mine = {
         "Case",
         "catalog",

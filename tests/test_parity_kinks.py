@@ -65,7 +65,7 @@ def _unexplained(case, args) -> list[str]:
 
 def test_kink_cases_cover_the_families():
     names = {c.name for c in KINK_CASES}
-    assert len(KINK_CASES) >= 40
+    assert len(KINK_CASES) >= 30
     for needed in (
         "elementwise/abs",
         "elementwise/clip",

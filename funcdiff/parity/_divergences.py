@@ -556,7 +556,8 @@ def _registry() -> tuple[Divergence, ...]:
             L.atan2_like_torch,
             cases=("elementwise/atan2", "elementwise/atan2_origin"),
             covers=_both_zero,
-            note="the research notes said torch gives NaN; measured here it gives 0",
+            note="the research notes said torch gives NaN; measured here it gives 0. torch's "
+            "forward mode (JVP) there is still NaN: only its backward is masked",
         ),
         Divergence(
             "hypot-origin",
@@ -606,7 +607,8 @@ def _registry() -> tuple[Divergence, ...]:
             L.fmax_like_torch,
             cases=("elementwise/fmax",),
             covers=_fmax_tie,
-            note="jnp.maximum and torch.maximum agree: both split a tie 0.5/0.5",
+            note="torch's forward mode (JVP) at a tie follows y, its backward x; "
+            "jnp.maximum and torch.maximum agree (0.5/0.5)",
         ),
         Divergence(
             "median-even-count",
