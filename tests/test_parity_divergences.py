@@ -121,22 +121,36 @@ AWAY = [
 ]
 
 
-@pytest.mark.parametrize(("name", "plain", "like"), AWAY, ids=[a[0] for a in AWAY])
-def test_variants_equal_the_jax_op_away_from_kinks(name, plain, like):
-    def weighted(f):  # a cotangent of distinct weights, so no error cancels
+def test_variants_equal_the_jax_op_away_from_kinks():
+    """Value and gradient (distinct-weight cotangent) equal the plain JAX op's; one jit."""
+
+    def weighted(f):
         def loss(x):
             y = f(x)
             return jnp.sum(y * jnp.arange(1.0, 1.0 + y.size).reshape(y.shape))
 
         return loss
 
+    @jax.jit
+    def both(x):
+        return [
+            (jax.value_and_grad(weighted(like))(x), jax.value_and_grad(weighted(plain))(x))
+            for _, plain, like in AWAY
+        ]
+
     with scoped(x64=True):
-        x = jnp.asarray(X)
-        np.testing.assert_allclose(like(x), plain(x), rtol=1e-12)
+        results = both(jnp.asarray(X))
+    for (name, _, _), ((v_like, g_like), (v_plain, g_plain)) in zip(AWAY, results, strict=True):
+        np.testing.assert_allclose(v_like, v_plain, rtol=1e-12, err_msg=name)
         rtol = 1e-7 if name == "hard_sigmoid" else 1e-12  # torch's float32 slope, on purpose
-        np.testing.assert_allclose(
-            jax.grad(weighted(like))(x), jax.grad(weighted(plain))(x), rtol=rtol
-        )
+        np.testing.assert_allclose(g_like, g_plain, rtol=rtol, err_msg=name)
+
+
+def test_variant_check_can_fail():
+    with scoped(x64=True):
+        g = jax.grad(lambda x: jnp.sum(parity.clip_like_torch(x, -1.0, 1.0)))(jnp.array([1.0]))
+        g_plain = jax.grad(lambda x: jnp.sum(jnp.clip(x, -1.0, 1.0)))(jnp.array([1.0]))
+    assert not np.allclose(g, g_plain)  # at the bound they differ, as registered
 
 
 def test_variants_vmap_and_jvp():

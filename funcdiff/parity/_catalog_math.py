@@ -355,11 +355,16 @@ def _distinct(r: np.random.Generator, d: np.dtype) -> np.ndarray:
 def reductions() -> list[Entry]:
     inf = float("inf")
     return [
-        _red("sum", lambda x: jnp.sum(x, axis=1), lambda x: x.sum(1)),
-        _red("mean", jnp.mean, lambda x: x.mean()),
-        _red("mean_axis0", lambda x: jnp.mean(x, axis=0), lambda x: x.mean(0)),
-        _red("var_ddof0", lambda x: jnp.var(x, axis=1), lambda x: T().var(x, 1, correction=0)),
-        _red("var_ddof1", lambda x: jnp.var(x, axis=1, ddof=1), lambda x: T().var(x, 1)),
+        _red("sum", lambda x: jnp.sum(x, axis=1), lambda x: x.sum(1), tags=()),
+        _red("mean", jnp.mean, lambda x: x.mean(), tags=()),
+        _red("mean_axis0", lambda x: jnp.mean(x, axis=0), lambda x: x.mean(0), tags=()),
+        _red(
+            "var_ddof0",
+            lambda x: jnp.var(x, axis=1),
+            lambda x: T().var(x, 1, correction=0),
+            tags=(),
+        ),
+        _red("var_ddof1", lambda x: jnp.var(x, axis=1, ddof=1), lambda x: T().var(x, 1), tags=()),
         _red("std_ddof1", lambda x: jnp.std(x, axis=1, ddof=1), lambda x: T().std(x, 1)),
         _red("var_default", jnp.var, lambda x: T().var(x), tags=(), divergence="var-default-ddof"),
         _red("std_default", jnp.std, lambda x: T().std(x), tags=(), divergence="std-default-ddof"),
@@ -411,7 +416,7 @@ def reductions() -> list[Entry]:
             lambda x: T().linalg.vector_norm(x, ord=inf),
             _distinct,
         ),
-        _red("cumsum", lambda x: jnp.cumsum(x, axis=1), lambda x: T().cumsum(x, 1)),
+        _red("cumsum", lambda x: jnp.cumsum(x, axis=1), lambda x: T().cumsum(x, 1), tags=()),
         _red(
             "cumprod",
             lambda x: jnp.cumprod(x, axis=1),
@@ -424,6 +429,7 @@ def reductions() -> list[Entry]:
             lambda x: jax.lax.cummax(x, axis=1),
             lambda x: T().cummax(x, 1).values,
             _distinct,
+            tags=(),
         ),
         _red("prod", lambda x: jnp.prod(x, axis=1), lambda x: T().prod(x, 1), _nonzero),
         _red("sort", lambda x: jnp.sort(x, axis=1), lambda x: T().sort(x, 1).values, _distinct),
