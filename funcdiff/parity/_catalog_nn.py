@@ -235,10 +235,15 @@ def pieces() -> list[Entry]:
         _act("hard_swish", jax.nn.hard_swish, lambda x: F().hardswish(x)),
         _act("elu", jax.nn.elu, lambda x: F().elu(x)),
         _act("celu", jax.nn.celu, lambda x: F().celu(x)),
-        _act("selu", jax.nn.selu, lambda x: F().selu(x)),
-        _act("silu", jax.nn.silu, lambda x: F().silu(x)),
-        _act("softsign", jax.nn.soft_sign, lambda x: F().softsign(x)),
-        _act("gelu_exact", lambda x: jax.nn.gelu(x, approximate=False), lambda x: F().gelu(x)),
+        _act("selu", jax.nn.selu, lambda x: F().selu(x), tags=()),
+        _act("silu", jax.nn.silu, lambda x: F().silu(x), tags=()),
+        _act("softsign", jax.nn.soft_sign, lambda x: F().softsign(x), tags=()),
+        _act(
+            "gelu_exact",
+            lambda x: jax.nn.gelu(x, approximate=False),
+            lambda x: F().gelu(x),
+            tags=(),
+        ),
         _act(
             "gelu_tanh",
             lambda x: jax.nn.gelu(x, approximate=True),
@@ -257,7 +262,7 @@ def pieces() -> list[Entry]:
             "nn/conv2d",
             _conv2d_jax,
             lambda x, w, b: F().conv2d(x, w, b, padding=1),
-            _rand((2, 3, 5, 5), (4, 3, 3, 3), (4,), scale=0.5),
+            _rand((1, 3, 5, 5), (2, 3, 3, 3), (2,), scale=0.5),
         ),
         (
             "nn/conv2d_strided",
