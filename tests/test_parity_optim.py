@@ -312,3 +312,24 @@ def test_result_record_is_frozen_and_prints_a_table():
     assert text.startswith("SGD vs optax, 8 steps in float64") and "max |Δθ|" in text
     with pytest.raises(dataclasses.FrozenInstanceError):
         res.steps = 3  # type: ignore[misc]
+
+
+def test_port_torch_training_example_reproduces_the_tutorial(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "port_torch_training.py"
+    spec = importlib.util.spec_from_file_location("port_torch_training", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    plot = tmp_path / "losses.png"
+    assert module.main(["--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "reproduced exactly" in out
+    assert plot.stat().st_size > 1000
+    header = path.read_text().split('"""')[1]
+    for line in out.splitlines():
+        if not line.startswith("plot written"):
+            assert line.strip() in header, f"header comment out of date: {line!r}"
