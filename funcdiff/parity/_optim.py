@@ -143,6 +143,11 @@ def _schedule(scheduler: Any, base_lr: float) -> Schedule:
 
 
 def _check_scheduler(torch: Any, optimizer: Any, scheduler: Any) -> None:
+    if not isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler):
+        raise TypeError(
+            "Expected `scheduler` to be a torch.optim.lr_scheduler.LRScheduler or None, got "
+            f"{type(scheduler).__name__}."
+        )
     classes = tuple(getattr(torch.optim.lr_scheduler, n) for n in SUPPORTED_SCHEDULERS)
     if type(scheduler) not in classes:
         raise NotImplementedError(
@@ -227,6 +232,7 @@ def optax_like(
       torch ``(1,)`` may be a JAX scalar).
 
     Raises:
+      TypeError: ``torch_optimizer`` is not a torch optimizer, or ``scheduler`` not a scheduler.
       NotImplementedError: an unsupported optimizer or scheduler class, or an option that
         cannot be reproduced (``differentiable=True``, a tensor ``lr``, a stepped optimizer).
       ValueError: ``scheduler`` is attached to another optimizer.
