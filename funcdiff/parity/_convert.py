@@ -1,0 +1,144 @@
+"""Pytrees of arrays <-> pytrees of PyTorch tensors, dtype and shape preserved.
+
+The copy goes through NumPy on the host: a tensor is detached, moved to the CPU, its lazy
+conjugate/negative bits resolved and made contiguous before its buffer is read, and NumPy
+arrays are copied into fresh C-contiguous buffers before torch sees them. That sidesteps the
+DLPack stride bugs reported for non-contiguous tensors (jax#17784, jax#7657) at the price of
+one host copy, which is negligible next to a parity check. ``bfloat16`` (which NumPy only knows
+through ``ml_dtypes``) crosses as its raw 16-bit pattern.
+
+64-bit dtypes are kept: ``from_torch`` of a float64 tensor returns a float64 ``jax.Array``
+even when JAX's x64 mode is off (the array is created inside a scoped x64 block; the global
+flag is left as it was).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcdiff._config import scoped
+from funcdiff.parity._torch import require_torch
+
+__all__ = ["from_torch", "to_numpy_tree", "to_torch"]
+
+_BF16 = np.dtype(jnp.bfloat16)
+_WIDE = tuple(np.dtype(d) for d in ("float64", "int64", "uint64", "complex128"))
+
+
+def _is_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def _leaf_to_numpy(path: tuple[Any, ...], leaf: Any, name: str) -> np.ndarray:
+    if isinstance(leaf, np.ndarray | np.generic | jax.Array):
+        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            raise TypeError(
+                f"Expected `{name}` leaves to be arrays, got a PRNG key at "
+                f"{name}{jax.tree_util.keystr(path)}; pass jax.random.key_data(key) instead."
+            )
+        return np.array(leaf, copy=True, order="C")
+    if _is_tensor(leaf):
+        return _tensor_to_numpy(leaf)
+    raise TypeError(
+        f"Expected `{name}` leaves to be NumPy or JAX arrays, got {type(leaf).__name__} at "
+        f"{name}{jax.tree_util.keystr(path)}; wrap it with np.asarray(value, dtype=...)."
+    )
+
+
+def to_numpy_tree(tree: Any, *, name: str = "tree") -> Any:
+    """Copies every leaf of ``tree`` (NumPy, JAX or torch arrays) into a contiguous NumPy array.
+
+    Raises:
+      TypeError: a leaf is not an array; the message names its pytree path.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    return jax.tree_util.tree_unflatten(treedef, [_leaf_to_numpy(p, x, name) for p, x in leaves])
+
+
+def _tensor_to_numpy(t: Any) -> np.ndarray:
+    torch = require_torch()
+    t = t.detach()
+    if t._is_zerotensor():  # autograd's lazily-zero gradients own no memory
+        t = torch.zeros(t.shape, dtype=t.dtype)
+    if t.device.type != "cpu":
+        t = t.cpu()
+    t = t.resolve_conj().resolve_neg().contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().copy().view(_BF16)
+    return t.numpy().copy()
+
+
+def _numpy_to_tensor(a: np.ndarray, device: Any) -> Any:
+    torch = require_torch()
+    a = np.array(a, copy=True, order="C")  # (ascontiguousarray turns 0-d into 1-d)
+    if a.dtype == _BF16:
+        t = torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    else:
+        if a.dtype.kind not in "biufc":
+            raise TypeError(f"Expected a numeric array, got dtype {a.dtype}.")
+        t = torch.from_numpy(a)
+    return t if device is None else t.to(device)
+
+
+def to_torch(tree: Any, *, device: Any = None) -> Any:
+    """Converts a pytree of NumPy/JAX arrays to the same pytree of ``torch.Tensor``.
+
+    Dtypes and shapes are preserved exactly (bfloat16 included); every tensor owns fresh,
+    contiguous memory, so writing to it never touches the source array. Tensor leaves are
+    copied too.
+
+    Args:
+      tree: a pytree (dicts, lists, tuples, None) whose leaves are arrays.
+      device: a torch device for the tensors (default: CPU).
+
+    Returns:
+      The pytree with every leaf replaced by a tensor.
+
+    Raises:
+      TypeError: a leaf is not an array; the message names its pytree path.
+      ImportError: PyTorch is not installed.
+
+    Examples:
+      >>> import numpy as np
+      >>> t = to_torch({"w": np.ones((2, 3), np.float32)})
+      >>> t["w"].dtype, tuple(t["w"].shape)
+      (torch.float32, (2, 3))
+    """
+    require_torch()
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    out = [_numpy_to_tensor(_leaf_to_numpy(p, x, "tree"), device) for p, x in leaves]
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def from_torch(tree: Any) -> Any:
+    """Converts a pytree of ``torch.Tensor`` (tuples, lists, dicts) to the same pytree of
+    ``jax.Array``.
+
+    Tensors are detached and copied (gradients, devices, strides, lazy conjugation are all
+    dealt with); dtype and shape are preserved, 64-bit ones included.
+
+    Args:
+      tree: a pytree whose leaves are tensors (NumPy/JAX arrays are accepted too).
+
+    Returns:
+      The pytree with every leaf replaced by a ``jax.Array``.
+
+    Raises:
+      TypeError: a leaf is not an array or tensor; the message names its pytree path.
+
+    Examples:
+      >>> import torch
+      >>> x = from_torch((torch.arange(3.0), {"b": torch.zeros(2, dtype=torch.float64)}))
+      >>> x[0].dtype, x[1]["b"].dtype
+      (dtype('float32'), dtype('float64'))
+    """
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    arrays = [_leaf_to_numpy(p, x, "tree") for p, x in leaves]
+    wide = any(a.dtype in _WIDE for a in arrays)
+    with scoped(x64=True if wide else None):
+        out = [jnp.array(a) for a in arrays]
+    return jax.tree_util.tree_unflatten(treedef, out)

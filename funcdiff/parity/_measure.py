@@ -1,0 +1,435 @@
+"""One side of a parity check: run a function and its derivatives in JAX or in PyTorch.
+
+Both sides get the same inputs, the same seeded cotangent and tangent, and report a
+:class:`Measurement`: the output pytree's structure and leaves, the gradient (or VJP) w.r.t.
+every float leaf of every argument, the JVP of every float output, and, for scalar outputs, a
+Hessian-vector product. Everything is NumPy on the way out, so :mod:`._compare` (and the golden
+file) never see a framework object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcdiff._validation import is_float_dtype, is_prng_key
+from funcdiff.parity._convert import _numpy_to_tensor, _tensor_to_numpy, to_numpy_tree
+from funcdiff.parity._torch import require_torch
+
+__all__ = ["Measurement", "Prepared", "flatten_output", "measure_jax", "measure_torch", "prepare"]
+
+Leaves = list[tuple[str, np.ndarray]]
+_TRACER_ERRORS = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """Inputs shared by both sides: NumPy leaves, their tree, and the seeded directions."""
+
+    leaves: tuple[np.ndarray, ...]
+    paths: tuple[str, ...]
+    treedef: Any
+    float_idx: tuple[int, ...]
+    tangents: tuple[np.ndarray, ...]
+    rng: np.random.Generator
+    x64: bool
+    dtype: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """What one framework computed, as NumPy arrays keyed by readable pytree paths."""
+
+    structure: Any
+    outputs: Leaves
+    grads: Leaves | None = None
+    jvp: Leaves | None = None
+    hvp: Leaves | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _seed_rng(key: Any) -> np.random.Generator:
+    if key is None:
+        return np.random.default_rng(0)
+    if isinstance(key, int | np.integer) and not isinstance(key, bool):
+        return np.random.default_rng(int(key))
+    if is_prng_key(key):
+        data = np.asarray(jax.random.key_data(key)).ravel()
+    elif hasattr(key, "dtype") and np.asarray(key).dtype == np.uint32:
+        data = np.asarray(key).ravel()
+    else:
+        raise TypeError(
+            "Expected `key` to be a jax.random.key(...) (or an int seed), "
+            f"got {type(key).__name__}."
+        )
+    return np.random.default_rng([int(v) for v in data])
+
+
+def _arg_path(path: tuple[Any, ...]) -> str:
+    return "args" + jax.tree_util.keystr(path)
+
+
+def prepare(args: tuple[Any, ...], key: Any) -> Prepared:
+    """Validates ``args`` and draws the seeded tangents (the cotangents come later).
+
+    Raises:
+      TypeError: a leaf is not a NumPy/JAX array (message names its path) or is complex.
+    """
+    tree = to_numpy_tree(args, name="args")
+    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    paths = tuple(_arg_path(p) for p, _ in flat)
+    leaves = tuple(a for _, a in flat)
+    for p, a in zip(paths, leaves, strict=True):
+        if a.dtype.kind == "c":
+            raise TypeError(f"Expected real arrays in `args`, got {a.dtype} at {p}.")
+    float_idx = tuple(i for i, a in enumerate(leaves) if is_float_dtype(a.dtype))
+    float_dtypes = [leaves[i].dtype for i in float_idx]
+    x64 = any(d == np.float64 for d in float_dtypes)
+    # the least precise float dtype sets the precision of the whole call
+    eps = lambda d: float(np.finfo(d).eps)
+    dtype = str(max(float_dtypes, key=eps)) if float_dtypes else "int"
+    rng = _seed_rng(key)
+    tangents = tuple(
+        rng.standard_normal(leaves[i].shape).astype(leaves[i].dtype) for i in float_idx
+    )
+    return Prepared(leaves, paths, treedef, float_idx, tangents, rng, x64, dtype)
+
+
+# ---- output pytrees: sequences of either kind compare equal; dicts by key -------------------
+
+
+def flatten_output(tree: Any, path: str = "out") -> tuple[Any, list[tuple[str, Any]]]:
+    """Flattens an output pytree into (structure, [(path, leaf)]).
+
+    Tuples, lists, NamedTuples and torch's ``return_types`` are all sequences (a JAX
+    ``SlogdetResult`` matches torch's ``slogdet`` tuple); mappings are compared by key.
+    """
+    if tree is None:
+        return None, []
+    if isinstance(tree, Mapping):
+        keys = sorted(tree, key=repr)
+        struct, leaves = [], []
+        for k in keys:
+            s, sub = flatten_output(tree[k], f"{path}[{k!r}]")
+            struct.append((repr(k), s))
+            leaves.extend(sub)
+        return ("dict", tuple(struct)), leaves
+    if isinstance(tree, tuple | list):
+        structs, leaves = [], []
+        for i, child in enumerate(tree):
+            s, sub = flatten_output(child, f"{path}[{i}]")
+            structs.append(s)
+            leaves.extend(sub)
+        return ("seq", tuple(structs)), leaves
+    return "*", [(path, tree)]
+
+
+def describe_mismatch(a: Any, b: Any, path: str = "out") -> str:
+    """Explains where two output structures (from :func:`flatten_output`) first differ."""
+
+    def kind(s: Any) -> str:
+        if s is None:
+            return "None"
+        if s == "*":
+            return "an array"
+        if s[0] == "seq":
+            return f"a sequence of {len(s[1])}"
+        return f"a dict with keys {[k for k, _ in s[1]]}"
+
+    if a == b:
+        return ""
+    if a is None or b is None or a == "*" or b == "*" or a[0] != b[0] or len(a[1]) != len(b[1]):
+        return f"at {path}: JAX returns {kind(a)}, PyTorch returns {kind(b)}"
+    if a[0] == "dict" and [k for k, _ in a[1]] != [k for k, _ in b[1]]:
+        return f"at {path}: JAX returns {kind(a)}, PyTorch returns {kind(b)}"
+    for i, (ca, cb) in enumerate(zip(a[1], b[1], strict=True)):
+        if a[0] == "dict":
+            sub = f"{path}[{ca[0]}]"
+            ca, cb = ca[1], cb[1]
+        else:
+            sub = f"{path}[{i}]"
+        if ca != cb:
+            return describe_mismatch(ca, cb, sub)
+    return f"at {path}"  # pragma: no cover
+
+
+def draw_cotangents(
+    prep: Prepared, shapes: Sequence[tuple[tuple[int, ...], np.dtype]], scalar: bool
+) -> list[np.ndarray]:
+    """The seeded cotangents for the float outputs (1.0 for a scalar output)."""
+    if scalar:
+        return [np.ones((), shapes[0][1])]
+    return [prep.rng.standard_normal(s).astype(d) for s, d in shapes]
+
+
+# ---- JAX ------------------------------------------------------------------------------------
+
+
+def _float_leaves(out: Any) -> list[Any]:
+    return [jnp.asarray(x) for _, x in flatten_output(out)[1] if is_float_dtype(jnp.result_type(x))]
+
+
+def jax_output_spec(
+    fn: Callable[..., Any], prep: Prepared, jargs: list[Any]
+) -> tuple[Any, list[tuple[str, Any]], bool]:
+    """Output structure and leaf specs of ``fn`` by tracing (falls back to running it)."""
+    floats = [jargs[i] for i in prep.float_idx]
+    call = _jax_caller(fn, prep, jargs)
+    try:
+        out = jax.eval_shape(call, *floats)
+        traced = True
+    except _TRACER_ERRORS:
+        out = call(*floats)
+        traced = False
+    struct, leaves = flatten_output(out)
+    return struct, leaves, traced
+
+
+def _jax_caller(fn: Callable[..., Any], prep: Prepared, jargs: list[Any]) -> Callable[..., Any]:
+    def call(*floats: Any) -> Any:
+        leaves = list(jargs)
+        for i, x in zip(prep.float_idx, floats, strict=True):
+            leaves[i] = x
+        return fn(*jax.tree_util.tree_unflatten(prep.treedef, leaves))
+
+    return call
+
+
+def jax_args(prep: Prepared) -> list[Any]:
+    """The arguments as JAX arrays (call inside the scoped config of the comparison)."""
+    out = []
+    for a in prep.leaves:
+        if not prep.x64 and a.dtype.itemsize == 8 and a.dtype.kind in "iu":
+            narrow = a.astype(np.int32 if a.dtype.kind == "i" else np.uint32)
+            if not np.array_equal(narrow, a):
+                raise ValueError(
+                    "Expected 64-bit integer `args` to fit in 32 bits when no argument is "
+                    "float64 (JAX's x64 mode stays off); pass float64 arguments or smaller ints."
+                )
+            a = narrow
+        out.append(jnp.asarray(a))
+    return out
+
+
+def measure_jax(
+    fn: Callable[..., Any],
+    prep: Prepared,
+    jargs: list[Any],
+    cots: list[np.ndarray] | None,
+    scalar: bool,
+    *,
+    jit: bool = True,
+) -> Measurement:
+    """Runs ``fn``, its VJP along ``cots``, its JVP along the tangents and (scalar) its HVP."""
+    call = _jax_caller(fn, prep, jargs)
+    floats = [jargs[i] for i in prep.float_idx]
+    tans = [jnp.asarray(t) for t in prep.tangents]
+    derivs = bool(floats) and cots is not None
+
+    def core(floats: list[Any], cots: list[Any], tans: list[Any]) -> Any:
+        out = call(*floats)
+        if not derivs:
+            return out, None, None, None
+        fout = lambda *f: _float_leaves(call(*f))
+        _, vjp_fn = jax.vjp(fout, *floats)
+        grads = vjp_fn([jnp.asarray(c) for c in cots])
+        _, jv = jax.jvp(fout, tuple(floats), tuple(tans))
+        hv = None
+        if scalar:
+            gfn = jax.grad(lambda *f: fout(*f)[0], argnums=tuple(range(len(floats))))
+            _, hv = jax.jvp(gfn, tuple(floats), tuple(tans))
+        return out, grads, jv, hv
+
+    cot_arrays = [jnp.asarray(c) for c in cots] if cots is not None else []
+    result = None
+    if jit:
+        try:
+            result = jax.jit(core)(floats, cot_arrays, tans)
+        except _TRACER_ERRORS:
+            result = None
+    if result is None:
+        result = core(floats, cot_arrays, tans)
+    out, grads, jv, hv = result
+    struct, leaves = flatten_output(out)
+    outputs = [(p, np.asarray(x)) for p, x in leaves]
+    fpaths = [p for p, x in outputs if is_float_dtype(x.dtype)]
+    fargs = [prep.paths[i] for i in prep.float_idx]
+    pair = lambda ps, xs: (
+        None if xs is None else [(p, np.asarray(x)) for p, x in zip(ps, xs, strict=True)]
+    )
+    return Measurement(struct, outputs, pair(fargs, grads), pair(fpaths, jv), pair(fargs, hv))
+
+
+# ---- PyTorch --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def torch_precision(torch: Any, *, float64: bool) -> Iterator[None]:
+    """Full-precision float32 matmuls and convolutions (no TF32/bf16 shortcuts) and, for
+    float64 runs, float64 as torch's default dtype; everything restored afterwards."""
+    saved_matmul = torch.get_float32_matmul_precision()
+    conv = getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None)
+    saved_conv = conv if conv is not None else torch.backends.cudnn.allow_tf32
+    saved_dtype = torch.get_default_dtype()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        if conv is not None:  # torch >= 2.9 API; mixing in the legacy flags is an error there
+            torch.backends.cudnn.conv.fp32_precision = "ieee"
+        else:  # pragma: no cover - older torch
+            torch.backends.cudnn.allow_tf32 = False
+        if float64:
+            torch.set_default_dtype(torch.float64)
+        yield
+    finally:
+        torch.set_float32_matmul_precision(saved_matmul)
+        if conv is not None:
+            torch.backends.cudnn.conv.fp32_precision = saved_conv
+        else:  # pragma: no cover
+            torch.backends.cudnn.allow_tf32 = saved_conv
+        torch.set_default_dtype(saved_dtype)
+
+
+def _torch_leaf(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        return _tensor_to_numpy(x)
+    if isinstance(x, np.ndarray | np.generic | int | float | bool):
+        return np.asarray(x)
+    raise TypeError(f"PyTorch twin returned a {type(x).__name__}, not a tensor")
+
+
+def measure_torch(
+    fn: Callable[..., Any],
+    prep: Prepared,
+    cots: list[np.ndarray] | None,
+    scalar: bool,
+) -> Measurement:
+    """The PyTorch twin's outputs and derivatives for the same inputs and directions."""
+    torch = require_torch()
+    notes: list[str] = []
+
+    def fresh(requires_grad: bool) -> tuple[list[Any], list[Any]]:
+        leaves = [_numpy_to_tensor(a, None) for a in prep.leaves]
+        floats = [leaves[i].requires_grad_(requires_grad) for i in prep.float_idx]
+        return leaves, floats
+
+    def call(leaves: list[Any], floats: Sequence[Any]) -> Any:
+        leaves = list(leaves)
+        for i, x in zip(prep.float_idx, floats, strict=True):
+            leaves[i] = x
+        return fn(*jax.tree_util.tree_unflatten(prep.treedef, leaves))
+
+    def float_outs(out: Any) -> list[Any]:
+        return [
+            x
+            for _, x in flatten_output(out)[1]
+            if hasattr(x, "dtype") and x.dtype.is_floating_point
+        ]
+
+    leaves, floats = fresh(True)
+    out = call(leaves, floats)
+    struct, flat = flatten_output(out)
+    outputs = [(p, _torch_leaf(x)) for p, x in flat]
+    if cots is None or not floats:
+        return Measurement(struct, outputs, notes=tuple(notes))
+    fouts = float_outs(out)
+    if [tuple(o.shape) for o in fouts] != [c.shape for c in cots]:
+        return Measurement(struct, outputs, notes=tuple(notes))  # the comparison explains
+    fargs = [prep.paths[i] for i in prep.float_idx]
+    fpaths = [p for p, x in outputs if is_float_dtype(x.dtype)]
+    zeros = lambda: [np.zeros(a.shape, a.dtype) for a in (prep.leaves[i] for i in prep.float_idx)]
+
+    def grad(outs: list[Any], inputs: list[Any], gouts: list[Any], create: bool) -> list[Any]:
+        pairs = [(o, g) for o, g in zip(outs, gouts, strict=True) if o.requires_grad]
+        if not pairs:
+            return [None] * len(inputs)
+        return list(
+            torch.autograd.grad(
+                [o for o, _ in pairs],
+                inputs,
+                [g for _, g in pairs],
+                allow_unused=True,
+                create_graph=create,
+            )
+        )
+
+    tcots = [torch.from_numpy(c.copy()).to(o.dtype) for c, o in zip(cots, fouts, strict=True)]
+    g = grad(fouts, floats, tcots, scalar)
+    grads = [z if x is None else _tensor_to_numpy(x) for x, z in zip(g, zeros(), strict=True)]
+    tans = [torch.from_numpy(t.copy()) for t in prep.tangents]
+    hvp = None
+    if scalar:
+        terms = [
+            (gi * v).sum()
+            for gi, v in zip(g, tans, strict=True)
+            if gi is not None and gi.requires_grad
+        ]
+        h = grad([sum(terms)], floats, [torch.ones(())], False) if terms else [None] * len(floats)
+        hvp = [z if x is None else _tensor_to_numpy(x) for x, z in zip(h, zeros(), strict=True)]
+    jvp = _torch_jvp(torch, call, fresh, float_outs, tans, notes)
+    jvp_leaves = None if jvp is None else list(zip(fpaths, jvp, strict=True))
+    return Measurement(
+        struct,
+        outputs,
+        list(zip(fargs, grads, strict=True)),
+        jvp_leaves,
+        None if hvp is None else list(zip(fargs, hvp, strict=True)),
+        tuple(notes),
+    )
+
+
+def _torch_jvp(
+    torch: Any,
+    call: Callable[..., Any],
+    fresh: Callable[..., Any],
+    float_outs: Callable[[Any], list[Any]],
+    tans: list[Any],
+    notes: list[str],
+) -> list[np.ndarray] | None:
+    """Forward mode with ``torch.func.jvp``; the double-backward trick where it is missing."""
+    leaves, floats = fresh(False)
+    try:
+        _, jv = torch.func.jvp(
+            lambda *f: tuple(float_outs(call(leaves, f))), tuple(floats), tuple(tans)
+        )
+        return [_tensor_to_numpy(x) for x in jv]
+    except (RuntimeError, NotImplementedError) as e:
+        first = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+    leaves, floats = fresh(True)
+    try:
+        outs = float_outs(call(leaves, floats))
+        us = [torch.zeros_like(o, requires_grad=True) for o in outs]
+        live = [(o, u) for o, u in zip(outs, us, strict=True) if o.requires_grad]
+        if not live:
+            return [np.zeros(tuple(o.shape), _tensor_to_numpy(o).dtype) for o in outs]
+        g = torch.autograd.grad(
+            [o for o, _ in live], floats, [u for _, u in live], allow_unused=True, create_graph=True
+        )
+        terms = [
+            (gi * t).sum()
+            for gi, t in zip(g, tans, strict=True)
+            if gi is not None and gi.requires_grad
+        ]
+        if not terms:
+            return [np.zeros(tuple(o.shape), _tensor_to_numpy(o).dtype) for o in outs]
+        jv = torch.autograd.grad(sum(terms), us, allow_unused=True)
+        notes.append(f"torch JVP by double backward (torch.func.jvp failed: {first})")
+        return [
+            np.zeros(tuple(o.shape), _tensor_to_numpy(o).dtype)
+            if x is None
+            else _tensor_to_numpy(x)
+            for o, x in zip(outs, jv, strict=True)
+        ]
+    except (RuntimeError, NotImplementedError) as e:
+        notes.append(f"JVP skipped: PyTorch computes no forward derivative here ({first}; {e})")
+        return None
