@@ -59,7 +59,6 @@ def _groups(ps, **second):
 F = {"foreach": False}
 CONFIGS = {
     "sgd-tutorial": (lambda ps: OPT.SGD(ps, lr=0.1, **F), None),
-    "sgd-momentum": (lambda ps: OPT.SGD(ps, lr=0.05, momentum=0.9, **F), None),
     "sgd-dampening": (lambda ps: OPT.SGD(ps, lr=0.05, momentum=0.9, dampening=0.5, **F), None),
     "sgd-nesterov-wd": (
         lambda ps: OPT.SGD(ps, lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.01, **F),
@@ -80,7 +79,6 @@ CONFIGS = {
         lambda ps: OPT.Adam(ps, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, **F),
         None,
     ),
-    "adamw-step": (lambda ps: OPT.AdamW(ps, lr=0.02, **F), lambda o: LR.StepLR(o, 25, gamma=0.7)),
     "adamw-cosine-past-tmax": (
         lambda ps: OPT.AdamW(ps, lr=0.02, weight_decay=0.1, amsgrad=True, **F),
         lambda o: LR.CosineAnnealingLR(o, T_max=60, eta_min=1e-3),
@@ -124,7 +122,7 @@ CONFIGS = {
 }
 # Centered RMSprop is left out in float32: near a stationary point its variance estimate
 # nu - mu**2 cancels, and float32 rounding then separates the runs by ~1e-3 (docs).
-FLOAT32 = ["sgd-dampening", "adam-amsgrad", "rmsprop-momentum-cosine", "adagrad-large-eps"]
+FLOAT32 = ["adam-amsgrad", "rmsprop-momentum-cosine", "adagrad-large-eps"]
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -188,7 +186,7 @@ def test_stock_optax_instead_of_torch_form_fails(monkeypatch, name, attr, stock)
     monkeypatch.setattr(_optim.T, attr, stock)
     make, sched = CONFIGS[name]
     res = parity.compare_optimizers(
-        make, jax_loss, torch_loss, _params(np.float64), steps=200, scheduler=sched
+        make, jax_loss, torch_loss, _params(np.float64), steps=100, scheduler=sched
     )
     assert not res.ok
     assert res.max_diff > 1e-8
@@ -289,9 +287,11 @@ def test_params_that_do_not_match_torch_params_are_refused():
         tx.init({"a": jnp.zeros(2), "b": jnp.zeros(3)})
 
 
-def test_not_an_optimizer():
+def test_not_an_optimizer_or_not_a_scheduler():
     with pytest.raises(TypeError, match="`torch_optimizer`"):
         parity.optax_like(optax.sgd(0.1))
+    with pytest.raises(TypeError, match="`scheduler`"):
+        parity.optax_like(OPT.SGD(_w(), lr=0.1), optax.constant_schedule(0.1))
 
 
 def test_compare_refuses_bad_params_and_steps():
@@ -312,3 +312,24 @@ def test_result_record_is_frozen_and_prints_a_table():
     assert text.startswith("SGD vs optax, 8 steps in float64") and "max |Δθ|" in text
     with pytest.raises(dataclasses.FrozenInstanceError):
         res.steps = 3  # type: ignore[misc]
+
+
+def test_port_torch_training_example_reproduces_the_tutorial(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "port_torch_training.py"
+    spec = importlib.util.spec_from_file_location("port_torch_training", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    plot = tmp_path / "losses.png"
+    assert module.main(["--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "reproduced exactly" in out
+    assert plot.stat().st_size > 1000
+    header = path.read_text().split('"""')[1]
+    for line in out.splitlines():
+        if not line.startswith("plot written"):
+            assert line.strip() in header, f"header comment out of date: {line!r}"

@@ -13,6 +13,7 @@ when it is initialised.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -142,6 +143,11 @@ def _schedule(scheduler: Any, base_lr: float) -> Schedule:
 
 
 def _check_scheduler(torch: Any, optimizer: Any, scheduler: Any) -> None:
+    if not isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler):
+        raise TypeError(
+            "Expected `scheduler` to be a torch.optim.lr_scheduler.LRScheduler or None, got "
+            f"{type(scheduler).__name__}."
+        )
     classes = tuple(getattr(torch.optim.lr_scheduler, n) for n in SUPPORTED_SCHEDULERS)
     if type(scheduler) not in classes:
         raise NotImplementedError(
@@ -167,17 +173,21 @@ def _per_epoch(schedule: Schedule, steps_per_epoch: int) -> Schedule:
     return lambda count: schedule(jnp.asarray(count) // steps_per_epoch)
 
 
-def _with_shape_check(
+def _with_size_check(
     tx: optax.GradientTransformation, shapes: list[tuple[int, ...]], cls: str
 ) -> optax.GradientTransformation:
+    # Every supported rule is elementwise, so a leaf only has to hold as many numbers as its
+    # torch parameter: a torch (1,) may be a JAX scalar (funcdiff.regression.fit's params).
+    sizes = [math.prod(s) for s in shapes]
+
     def init_fn(params: Any) -> Any:
-        leaves = jax.tree_util.tree_leaves(params)
-        got = [tuple(np.shape(leaf)) for leaf in leaves]
-        if got != shapes:
+        got = [tuple(np.shape(leaf)) for leaf in jax.tree_util.tree_leaves(params)]
+        if [math.prod(s) for s in got] != sizes:
             raise ValueError(
                 f"Expected `params` with {len(shapes)} leaves of shapes {shapes} (the torch "
                 f"{cls}'s parameters, group after group), got {len(got)} leaves of shapes "
-                f"{got}. Leaves are matched in jax.tree_util order."
+                f"{got}. Leaves are matched in jax.tree_util order and must have the same "
+                "number of elements."
             )
         return tx.init(params)
 
@@ -218,9 +228,11 @@ def optax_like(
 
     Returns:
       An ``optax.GradientTransformation``. Its ``init`` checks that the params pytree has
-      the torch parameters' number of leaves and shapes.
+      as many leaves as torch has parameters, each with the same number of elements (a
+      torch ``(1,)`` may be a JAX scalar).
 
     Raises:
+      TypeError: ``torch_optimizer`` is not a torch optimizer, or ``scheduler`` not a scheduler.
       NotImplementedError: an unsupported optimizer or scheduler class, or an option that
         cannot be reproduced (``differentiable=True``, a tensor ``lr``, a stepped optimizer).
       ValueError: ``scheduler`` is attached to another optimizer.
@@ -269,7 +281,7 @@ def optax_like(
         txs.append(_BUILDERS[cls](group, lr))
     shapes = [tuple(p.shape) for g in groups for p in g["params"]]
     if len(txs) == 1:
-        return _with_shape_check(txs[0], shapes, cls)
+        return _with_size_check(txs[0], shapes, cls)
     labels = [f"group{i}" for i, g in enumerate(groups) for _ in g["params"]]
 
     def param_labels(params: Any) -> Any:
@@ -277,7 +289,7 @@ def optax_like(
         return jax.tree_util.tree_unflatten(treedef, labels)
 
     tx = optax.multi_transform({f"group{i}": t for i, t in enumerate(txs)}, param_labels)
-    return _with_shape_check(tx, shapes, cls)
+    return _with_size_check(tx, shapes, cls)
 
 
 # ----------------------------------------------------------------------------- comparison
