@@ -64,7 +64,7 @@ LEVELS: dict[str, Settings] = {
         level="tiny",
         budget=Budget(repeats=2, min_repeats=2, repeat_s=0.001, total_s=0.05, warmup=1),
         slow_budget=Budget(repeats=2, min_repeats=2, repeat_s=0.0, total_s=0.05, warmup=1),
-        regression=((100, 5), (1000, 5)),
+        regression=((100, 5),),
         gradcheck_dims=(4,),
         bootstrap_resamples=(8,),
         bootstrap_n=20,
