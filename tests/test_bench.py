@@ -133,15 +133,13 @@ def test_wrong_answers_are_refused_before_timing():
     regression._agree({"funcdiff": 1.0, "torch-eager": 1.0000001}, 100)
 
 
-def test_measure_reports_per_call_statistics():
+@pytest.mark.parametrize("warmup", [0, 1, 3])
+def test_measure_reports_per_call_statistics(warmup):
     calls = []
-    t = measure(
-        lambda: calls.append(1),
-        lambda r: r,
-        Budget(repeats=4, min_repeats=3, repeat_s=0.001, total_s=0.01, warmup=1),
-    )
+    budget = Budget(repeats=4, min_repeats=3, repeat_s=0.001, total_s=0.01, warmup=warmup)
+    t = measure(lambda: calls.append(1), lambda r: r, budget)
     assert 3 <= t.repeats <= 4 and t.number >= 1
-    assert len(calls) == 2 + t.repeats * t.number
+    assert len(calls) == 1 + warmup + t.repeats * t.number
     assert t.min_s <= t.median_s <= t.max_s and t.compile_s >= 0
 
 
