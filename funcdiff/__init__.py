@@ -8,13 +8,21 @@ one jitted ``lax.scan``; and a PyTorch parity suite (``funcdiff.parity``, torch 
 from __future__ import annotations
 
 from funcdiff import seed
+from funcdiff._check import GradCheckResult, check_grad
 from funcdiff._config import DeviceNotFoundError, resolve_device, scoped, x64_enabled
+from funcdiff._fd import fd_grad, fd_hvp, fd_jacobian, fd_jvp
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DeviceNotFoundError",
+    "GradCheckResult",
     "__version__",
+    "check_grad",
+    "fd_grad",
+    "fd_hvp",
+    "fd_jacobian",
+    "fd_jvp",
     "resolve_device",
     "scoped",
     "seed",

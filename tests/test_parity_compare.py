@@ -318,3 +318,22 @@ def test_port_from_pytorch_example_runs_and_matches_its_header():
     header = script.read_text().split('"""')[1]
     for line in out.splitlines():
         assert line.split(", worst")[0] in header, f"header comment out of date: {line!r}"
+
+
+def test_docs_python_examples_run(monkeypatch):
+    import re
+    from pathlib import Path
+
+    import _parity_local
+
+    from funcdiff.parity import _suite
+
+    # the catalog may not be merged yet: the docs' run_catalog call gets the local cases
+    monkeypatch.setattr(_suite, "_load_catalog", lambda: _parity_local.good_cases())
+    text = (Path(__file__).resolve().parents[1] / "docs" / "parity.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 4
+    namespace: dict = {}
+    for block in blocks:
+        block = block.replace('pattern="linalg/*"', 'pattern="*"')
+        exec(compile(block, "docs/parity.md", "exec"), namespace)

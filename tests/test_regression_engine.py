@@ -293,3 +293,34 @@ def test_bootstrap_bad_input():
     with pytest.raises(ValueError, match="`level`"):
         confidence_interval(boot, level=1.5)
     assert "resamples" in str(boot)
+
+
+# ---------------------------------------------------------------------------- blocked gradient
+def test_blocked_cpu_gradient_equals_the_whole_array_gradient():
+    """Large data on CPU: the MSE gradient is taken block by block; same trajectory."""
+    from funcdiff.regression import _fit
+
+    n = 16 * _fit.BLOCK_ROWS + 123  # a partial last block too
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=n).astype(np.float32)
+    y = (2 + x + rng.normal(size=n)).astype(np.float32)
+    call = _fit._boundary(x, y, SGD, 12, None, None, None, None, 5, None, "autodiff")
+    assert call.settings[-1] == _fit.BLOCK_ROWS
+    blocked = fit(x, y, optimizer=SGD, epochs=12, log_every=5)
+    whole = _fit.to_result(_fit.cached_run(*call.settings[:-1], 0)(x, y, call.params, None))
+    np.testing.assert_allclose(blocked.losses, whole.losses, rtol=1e-5)
+    chex.assert_trees_all_close(blocked.params, whole.params, rtol=1e-5)
+    chex.assert_trees_all_close(blocked.log.grad, whole.log.grad, rtol=1e-4, atol=1e-6)
+    ref = ols(x, y)
+    assert abs(float(blocked.params["coef"]) - float(ref["coef"])) < 0.1
+    # a custom loss, or a small data set, keeps the whole-array gradient
+    mae = lambda p, t: jnp.mean(jnp.abs(p - t))
+    assert (
+        _fit._boundary(x, y, SGD, 12, None, mae, None, None, 5, None, "autodiff").settings[-1] == 0
+    )
+    assert (
+        _fit._boundary(
+            x[:1000], y[:1000], SGD, 12, None, None, None, None, 5, None, "autodiff"
+        ).settings[-1]
+        == 0
+    )

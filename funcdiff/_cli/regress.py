@@ -158,6 +158,8 @@ def _floats(v: Any) -> float | list[float]:
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
+    x: Any
+    y: Any
     if args.csv is not None:
         if args.n is not None:
             raise CLIError("--csv and --n are exclusive: read a file or generate data")
@@ -253,8 +255,7 @@ def _run(args: argparse.Namespace) -> int:
     n = len(y)
     if args.batch_size is not None and args.batch_size > n:
         raise CLIError(f"--batch-size: expected at most the {n} rows, got {args.batch_size}")
-    x = jax.numpy.asarray(x)
-    y = jax.numpy.asarray(y)
+    x, y = jax.numpy.asarray(x), jax.numpy.asarray(y)
     optimizer = _optimizer(args.optimizer, args.lr)
     result = _fit(args, x, y, optimizer)
     sol = ols(x, y)
@@ -291,11 +292,12 @@ def _json(
 ) -> dict[str, Any]:  # fmt: skip
     import jax
 
+    epochs, losses = np.asarray(result.log.epoch), np.asarray(result.log.loss)
     log = [
         {"epoch": int(e), "loss": float(lo),
          "grad": {"intercept": _floats(result.log.grad["intercept"][i]),
                   "coef": _floats(result.log.grad["coef"][i])}}
-        for i, (e, lo) in enumerate(zip(np.asarray(result.log.epoch), np.asarray(result.log.loss), strict=True))
+        for i, (e, lo) in enumerate(zip(epochs, losses, strict=True))
     ]  # fmt: skip
     out: dict[str, Any] = {
         "data": {"source": args.csv or "generated", "n": n, "x": x_cols, "y": args.y or "y"},

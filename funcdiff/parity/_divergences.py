@@ -325,6 +325,23 @@ def _registry() -> tuple[Divergence, ...]:
             covers=_any_eq(0.0),
         ),
         Divergence(
+            "hardsigmoid-float64-slope",
+            "jax.nn.hard_sigmoid / F.hardsigmoid",
+            "float64, -3 < x < 3 (here x = 1)",
+            "grad",
+            (1 / 6,),
+            (float(np.float32(1 / 6)),),
+            "torch aten/src/ATen/native/cpu/Activation.cpp hardsigmoid_backward_kernel "
+            "(const scalar_t one_sixth(1.0f / 6.0f): a float32 constant in float64)",
+            _a(1.0),
+            jax.nn.hard_sigmoid,
+            lambda x: F().hardsigmoid(x),
+            L.hard_sigmoid_like_torch,
+            cases=("nn/hard_sigmoid",),
+            covers=lambda x, *_: bool(np.any(np.abs(np.asarray(x)) < 3)),
+            note="a 3e-8 relative difference, float64 only; float32 agrees",
+        ),
+        Divergence(
             "norm-at-zero",
             "jnp.linalg.norm / torch.linalg.vector_norm",
             "x = 0 (2-norm)",

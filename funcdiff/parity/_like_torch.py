@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "clip_like_torch",
     "fmax_like_torch",
     "gelu_like_torch",
+    "hard_sigmoid_like_torch",
     "hardtanh_like_torch",
     "leaky_relu_like_torch",
     "max_like_torch",
@@ -71,6 +73,27 @@ def hardtanh_like_torch(x: ArrayLike, min_val: float = -1.0, max_val: float = 1.
     """``F.hardtanh``: gradient 1 strictly inside ``(min_val, max_val)``, 0 at the bounds."""
     x = jnp.asarray(x)
     return jnp.where(x <= min_val, min_val, jnp.where(x >= max_val, max_val, x))
+
+
+@jax.custom_jvp
+def hard_sigmoid_like_torch(x: ArrayLike) -> jax.Array:
+    """``F.hardsigmoid``: slope ``float32(1/6)`` on ``(-3, 3)`` in every dtype, 0 at the bounds.
+
+    PyTorch's CPU backward kernel multiplies by ``1.0f / 6.0f`` even in float64, so its float64
+    gradient is ``0.1666666716...``; ``jax.nn.hard_sigmoid`` gives ``1/6`` exactly.
+    """
+    return jax.nn.hard_sigmoid(x)
+
+
+@hard_sigmoid_like_torch.defjvp
+def _hard_sigmoid_jvp(
+    primals: tuple[Any, ...], tangents: tuple[Any, ...]
+) -> tuple[jax.Array, jax.Array]:
+    (x,), (t,) = primals, tangents
+    x = jnp.asarray(x)
+    slope = jnp.asarray(np.float32(1 / 6), dtype=x.dtype)
+    inside = (x > -3) & (x < 3)
+    return jax.nn.hard_sigmoid(x), jnp.where(inside, slope, 0.0).astype(x.dtype) * t
 
 
 def leaky_relu_like_torch(x: ArrayLike, negative_slope: float = 0.01) -> jax.Array:

@@ -75,6 +75,9 @@ class CaseOutcome(NamedTuple):
             "error": self.error,
             "worst": None if w is None else w.to_dict(),
             "notes": [] if self.result is None else list(self.result.notes),
+            # how close the case came to its tolerance (1.0 = at it): the measurement behind
+            # the default tolerances in docs/parity.md
+            "max_excess": None if self.result is None else self.result.max_excess,
         }
 
 

@@ -49,7 +49,8 @@ def _cached(
         keys = jax.random.split(key, n_resamples)
         out = jax.vmap(one, in_axes=(0, None, None, None))(keys, x, y, params)
         finite = jnp.isfinite(x).all() & jnp.isfinite(y).all()  # all rows, drawn or not
-        return (*out[:8], finite)
+        flags = out[8].at[:, 2].set(finite.astype(jnp.int32))
+        return (*out[:8], flags)
 
     return jax.jit(many)
 

@@ -16,6 +16,7 @@ Decisions (documented in ``docs/regression.md``):
 
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import Any, NamedTuple
 
@@ -53,11 +54,28 @@ def _dtype_of(name: str, a: Any) -> np.dtype:
             f"Expected `{name}` to be an array (numpy or jax), got {type(a).__name__}. "
             f"Convert it with jnp.asarray({name})."
         )
+    if _is_real(dtype):
+        return np.dtype(dtype)
+    raise TypeError(f"Expected `{name}` to hold real numbers, got dtype {dtype}.")
+
+
+@functools.lru_cache(maxsize=64)
+def _is_real(dtype: Any) -> bool:
     dtype = np.dtype(dtype)
-    if dtype == np.bool_ or jnp.issubdtype(dtype, jnp.complexfloating):
-        raise TypeError(f"Expected `{name}` to hold real numbers, got dtype {dtype}.")
-    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
-        raise TypeError(f"Expected `{name}` to hold real numbers, got dtype {dtype}.")
+    if dtype == np.bool_:
+        return False
+    return bool(jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer))
+
+
+@functools.lru_cache(maxsize=64)
+def _common_float(dx: np.dtype, dy: np.dtype, x64: bool) -> np.dtype:
+    """Ints become the default float; floats promote; float64 only under x64."""
+    default = np.dtype(np.float64 if x64 else np.float32)
+    fx = dx if jnp.issubdtype(dx, jnp.floating) else default
+    fy = dy if jnp.issubdtype(dy, jnp.floating) else default
+    dtype = np.dtype(jnp.promote_types(fx, fy))
+    if not x64 and dtype == np.float64:
+        dtype = np.dtype(np.float32)
     return dtype
 
 
@@ -101,13 +119,7 @@ def check_data(x: Any, y: Any) -> Data:
     p = None if x.ndim == 1 else int(x.shape[1])
     if p == 0:
         raise ValueError(f"Expected `x` with at least one column, got shape {tuple(x.shape)}.")
-    default = np.dtype(jnp.result_type(float))
-    fx = dx if jnp.issubdtype(dx, jnp.floating) else default
-    fy = dy if jnp.issubdtype(dy, jnp.floating) else default
-    dtype = np.dtype(jnp.promote_types(fx, fy))
-    if not x64_enabled() and dtype == np.float64:
-        dtype = np.dtype(np.float32)
-    return Data(x, y, n, p, dtype)
+    return Data(x, y, n, p, _common_float(dx, dy, x64_enabled()))
 
 
 def param_shapes(p: int | None) -> dict[str, tuple[int, ...]]:

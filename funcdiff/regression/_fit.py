@@ -78,6 +78,36 @@ def _gram_loss(params: dict[str, jax.Array], stats: tuple[jax.Array, ...]) -> ja
     return r0 * r0 + quad - 2 * jnp.dot(w, sxy, precision=_HIGHEST) + syy
 
 
+def _blocked_value_and_grad(
+    p: dict[str, jax.Array], x: jax.Array, y: jax.Array, block: int
+) -> tuple[jax.Array, Any]:
+    """``jax.value_and_grad`` of the mean squared error, one cache-sized block of rows at a time.
+
+    The MSE is a sum over rows, so its value and gradient are the sums over row blocks of
+    ``mse(block) * rows_in_block / n``, each differentiated by ``jax.value_and_grad``. Same
+    mathematics as the whole-array gradient; on CPU it keeps the residuals of each block in
+    cache instead of writing and re-reading n-vectors (see docs/regression.md, Speed).
+    """
+    n = x.shape[0]
+    n_blocks = n // block
+
+    def weighted(q: Any, xb: jax.Array, yb: jax.Array) -> jax.Array:
+        return mse(predict(q, xb), yb) * (yb.shape[0] / n)
+
+    def body(acc: Any, i: jax.Array) -> tuple[Any, None]:
+        xb = lax.dynamic_slice_in_dim(x, i * block, block)
+        yb = lax.dynamic_slice_in_dim(y, i * block, block)
+        vg = jax.value_and_grad(weighted)(p, xb, yb)
+        return jax.tree.map(jnp.add, acc, vg), None
+
+    acc0 = (jnp.zeros((), x.dtype), jax.tree.map(jnp.zeros_like, p))
+    acc, _ = lax.scan(body, acc0, jnp.arange(n_blocks, dtype=jnp.int32))
+    if n % block:
+        rest = jax.value_and_grad(weighted)(p, x[n_blocks * block :], y[n_blocks * block :])
+        acc = jax.tree.map(jnp.add, acc, rest)
+    return acc
+
+
 def _select(pred: jax.Array, a: Any, b: Any) -> Any:
     return jax.tree.map(lambda u, v: jnp.where(pred, u, v), a, b)
 
@@ -97,13 +127,23 @@ def make_objective(loss: Callable[..., Any], dtype: Any) -> Callable[..., jax.Ar
     return objective
 
 
+def _unroll(n_rows: int) -> int:
+    """Scan unroll factor: on small data the loop's per-iteration overhead dominates."""
+    return 4 if n_rows <= 4096 else 1
+
+
 class Program:
     """The training run, in three pure pieces that :func:`build_run` composes into one.
 
     ``prepare`` casts the data, checks it is finite, builds the gram statistics and the
-    initial carry; ``advance`` scans a range of epochs; ``finish`` computes the final loss and
-    picks the last finite parameters. ``fit`` jits all three as one program; the CLI's
-    progress bar jits them separately and calls ``advance`` chunk by chunk.
+    initial carry; ``advance`` scans a range of epochs; ``finish`` finds where the loss first
+    became non-finite, computes the final loss and, after a divergence, replays the run up to
+    the last finite epoch. ``fit`` jits all three as one program; the CLI's progress bar jits
+    them separately and calls ``advance`` chunk by chunk.
+
+    The epoch loop carries only ``(params, opt_state)``: it is a scan over blocks of
+    ``log_every`` epochs whose first epoch also emits its gradient, so logging and divergence
+    tracking cost nothing per epoch.
     """
 
     def __init__(
@@ -114,14 +154,15 @@ class Program:
         log_every: int,
         batch_size: int | None,
         method: str,
+        block: int = 0,
     ) -> None:
+        self.block = block
         self.optimizer = optimizer
         self.loss = loss
         self.epochs = epochs
         self.log_every = log_every
         self.batch_size = batch_size
         self.method = method
-        self.n_log = -(-epochs // log_every)
 
     def prepare(self, x: jax.Array, y: jax.Array, params: dict[str, jax.Array]) -> tuple[Any, Any]:
         dtype = params["intercept"].dtype
@@ -129,25 +170,29 @@ class Program:
         y = y.astype(dtype)
         finite = jnp.isfinite(x).all() & jnp.isfinite(y).all()
         stats = _gram_stats(x, y) if self.method == "gram" else None
-        state0 = self.optimizer.init(params)
-        gbuf0 = jax.tree.map(lambda a: jnp.zeros((self.n_log, *a.shape), dtype), params)
-        carry0 = (params, state0, params, jnp.asarray(jnp.inf, dtype), jnp.int32(-1), gbuf0)
-        return (x, y, stats, finite), carry0
+        carry0 = (params, self.optimizer.init(params))
+        return (x, y, stats, finite, carry0), carry0
 
-    def _value_and_grad(self, p: Any, x: Any, y: Any, stats: Any) -> tuple[jax.Array, Any]:
+    def _value_and_grad(self, p: Any, data: Any) -> tuple[jax.Array, Any]:
+        x, y, stats = data[:3]
         if self.method == "gram":
             value, g = jax.value_and_grad(_gram_loss)(p, stats)
             return jnp.maximum(value, 0), g  # rounding can take it a hair below 0
+        if self.block and x.shape[0] >= 2 * self.block:
+            return _blocked_value_and_grad(p, x, y, self.block)
         return jax.value_and_grad(make_objective(self.loss, x.dtype))(p, x, y)
 
     def _update(self, p: Any, state: Any, g: Any) -> tuple[Any, Any]:
         updates, state = self.optimizer.update(g, state, p)
         return optax.apply_updates(p, updates), state
 
-    def _minibatch_epoch(
-        self, p: Any, state: Any, x: Any, y: Any, key: Any, epoch: jax.Array
-    ) -> tuple[Any, Any]:
-        assert self.batch_size is not None
+    def _epoch(self, carry: Any, data: Any, key: Any, epoch: jax.Array) -> tuple[Any, Any, Any]:
+        """One epoch from ``carry``: returns the new carry, the loss and gradient at its start."""
+        p, state = carry
+        value, g = self._value_and_grad(p, data)
+        if self.batch_size is None:
+            return self._update(p, state, g), value, g
+        x, y = data[0], data[1]
         n, b = x.shape[0], self.batch_size
         steps = n // b  # remainder rule: the n % b rows last in this epoch's shuffle are skipped
         perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
@@ -155,57 +200,78 @@ class Program:
         objective = make_objective(self.loss, x.dtype)
 
         def inner(c: Any, rows: jax.Array) -> tuple[Any, None]:
-            g = jax.grad(objective)(c[0], x[rows], y[rows])
-            return self._update(c[0], c[1], g), None
+            gb = jax.grad(objective)(c[0], x[rows], y[rows])
+            return self._update(c[0], c[1], gb), None
 
         (p, state), _ = lax.scan(inner, (p, state), idx)
-        return p, state
+        return (p, state), value, g
 
     def advance(
-        self, carry: Any, data: Any, key: Any, epoch_ids: jax.Array
-    ) -> tuple[Any, jax.Array]:
-        x, y, stats, _ = data
-        log_every = self.log_every
+        self, carry: Any, data: Any, key: Any, start: jax.Array, length: int
+    ) -> tuple[Any, jax.Array, Any]:
+        """Epochs ``start .. start+length-1`` (``start`` a multiple of ``log_every``).
 
-        def step(carry: Any, epoch: jax.Array) -> tuple[Any, jax.Array]:
-            p, state, good, good_loss, div, gbuf = carry
-            value, g = self._value_and_grad(p, x, y, stats)
-            div = jnp.where((div < 0) & ~jnp.isfinite(value), epoch, div)
-            healthy = div < 0
-            good = _select(healthy, p, good)
-            good_loss = jnp.where(healthy, value, good_loss)
-            i = epoch // log_every
-            is_log = epoch % log_every == 0
-            gbuf = jax.tree.map(
-                lambda b, gl: lax.dynamic_update_index_in_dim(
-                    b, jnp.where(is_log, gl, lax.dynamic_index_in_dim(b, i, 0, False)), i, 0
-                ),
-                gbuf,
-                g,
-            )
-            if self.batch_size is None:
-                p, state = self._update(p, state, g)
-            else:
-                p, state = self._minibatch_epoch(p, state, x, y, key, epoch)
-            return (p, state, good, good_loss, div, gbuf), value
+        Returns the carry, the losses of those epochs, and the gradients at the logged ones.
+        """
+        le = self.log_every
+        unroll = _unroll(data[0].shape[0])
 
-        return lax.scan(step, carry, epoch_ids)
+        def plain(c: Any, epoch: jax.Array) -> tuple[Any, jax.Array]:
+            c, value, _ = self._epoch(c, data, key, epoch)
+            return c, value
 
-    def finish(self, carry: Any, data: Any, losses: jax.Array) -> tuple[Any, ...]:
-        x, y, stats, finite = data
-        p, _, good, good_loss, div, gbuf = carry
+        def block(c: Any, first: jax.Array, size: int) -> tuple[Any, tuple[jax.Array, Any]]:
+            c, v0, g0 = self._epoch(c, data, key, first)
+            if size == 1:
+                return c, (v0[None], g0)
+            ids = first + jnp.arange(1, size, dtype=jnp.int32)
+            c, vs = lax.scan(plain, c, ids, unroll=min(unroll, size - 1))
+            return c, (jnp.concatenate([v0[None], vs]), g0)
+
+        n_blocks, tail = divmod(length, le)
+        losses, grads = [], []
+        if n_blocks:
+            firsts = start + le * jnp.arange(n_blocks, dtype=jnp.int32)
+            carry, (vs, gs) = lax.scan(lambda c, f: block(c, f, le), carry, firsts)
+            losses.append(vs.reshape(-1))
+            grads.append(gs)
+        if tail:
+            carry, (vs, g0) = block(carry, start + n_blocks * le, tail)
+            losses.append(vs)
+            grads.append(jax.tree.map(lambda a: a[None], g0))
+        grads_all = jax.tree.map(lambda *a: jnp.concatenate(a), *grads)
+        return carry, jnp.concatenate(losses), grads_all
+
+    def finish(
+        self, carry: Any, data: Any, key: Any, losses: jax.Array, grads: Any
+    ) -> tuple[Any, ...]:
+        x, y, stats, finite, carry0 = data
+        p = carry[0]
         if self.method == "gram":
             final = jnp.maximum(_gram_loss(p, stats), 0)
         else:
             final = make_objective(self.loss, x.dtype)(p, x, y)
-        div = jnp.where((div < 0) & ~jnp.isfinite(final), self.epochs, div)
+        epochs = self.epochs
+        bad = ~jnp.isfinite(losses)
+        div = jnp.where(
+            bad.any(), jnp.argmax(bad), jnp.where(jnp.isfinite(final), -1, epochs)
+        ).astype(jnp.int32)
         diverged = div >= 0
-        p = _select(diverged, good, p)
-        final = jnp.where(diverged, good_loss, final)
+        last = jnp.maximum(div - 1, 0)  # the last epoch whose starting params had a finite loss
+
+        def replay(_: Any) -> Any:
+            def body(e: jax.Array, c: Any) -> Any:
+                return self._epoch(c, data, key, e)[0]
+
+            return lax.fori_loop(0, last, body, carry0)[0]
+
+        p = lax.cond(diverged, replay, lambda _: p, None)
+        final = jnp.where(diverged, losses[last], final)
         status = jnp.where(diverged, DIVERGED, OK).astype(jnp.int32)
-        log_epochs = jnp.arange(0, self.epochs, self.log_every, dtype=jnp.int32)
+        log_epochs = jnp.arange(0, epochs, self.log_every, dtype=jnp.int32)
         log_loss = losses[:: self.log_every]
-        return p, losses, log_epochs, log_loss, gbuf, final, status, div, finite
+        flags = jnp.stack([status, div, finite.astype(jnp.int32)], axis=-1)
+        return p, losses, log_epochs, log_loss, grads, final, status, div, flags
 
 
 def build_run(
@@ -215,36 +281,34 @@ def build_run(
     log_every: int,
     batch_size: int | None,
     method: str,
+    block: int = 0,
 ) -> Callable[..., tuple[Any, ...]]:
     """The whole training run as a pure function ``(x, y, params, key) -> outputs``.
 
     Not jitted here: :func:`cached_run` jits it, :mod:`._bootstrap` vmaps it first.
     """
-    program = Program(optimizer, loss, epochs, log_every, batch_size, method)
+    program = Program(optimizer, loss, epochs, log_every, batch_size, method, block)
 
     def run(x: jax.Array, y: jax.Array, params: dict[str, jax.Array], key: Any) -> tuple[Any, ...]:
         data, carry = program.prepare(x, y, params)
-        carry, losses = program.advance(carry, data, key, jnp.arange(epochs, dtype=jnp.int32))
-        return program.finish(carry, data, losses)
+        carry, losses, grads = program.advance(carry, data, key, jnp.int32(0), epochs)
+        return program.finish(carry, data, key, losses, grads)
 
     return run
 
 
 @functools.lru_cache(maxsize=256)
-def _cached(
-    optimizer: Any, loss: Any, epochs: int, log_every: int, batch_size: Any, method: str
-) -> Callable[..., tuple[Any, ...]]:
-    return jax.jit(build_run(optimizer, loss, epochs, log_every, batch_size, method))
+def _cached(*settings: Any) -> Callable[..., tuple[Any, ...]]:
+    return jax.jit(build_run(*settings))
 
 
-def cached_run(
-    optimizer: Any, loss: Any, epochs: int, log_every: int, batch_size: Any, method: str
-) -> Callable[..., tuple[Any, ...]]:
-    """The jitted run for these static settings, built once and reused."""
+def cached_run(*settings: Any) -> Callable[..., tuple[Any, ...]]:
+    """The jitted run for these static settings (optimizer, loss, epochs, log_every,
+    batch_size, method, block), built once and reused."""
     try:
-        return _cached(optimizer, loss, epochs, log_every, batch_size, method)
+        return _cached(*settings)
     except TypeError:  # an unhashable optimizer or loss: compile for this call only
-        return jax.jit(build_run(optimizer, loss, epochs, log_every, batch_size, method))
+        return jax.jit(build_run(*settings))
 
 
 def check_settings(
@@ -280,8 +344,12 @@ def check_settings(
     return optimizer, loss, method
 
 
-def _is_traced(*xs: Any) -> bool:
-    return any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(xs))
+def _is_traced(x: Any, y: Any, params: Any) -> bool:
+    if isinstance(x, jax.core.Tracer) or isinstance(y, jax.core.Tracer):
+        return True
+    return params is not None and any(
+        isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(params)
+    )
 
 
 def fit(
@@ -385,14 +453,44 @@ def _boundary(
     p0 = _data.check_params(params, data) if not traced else _traced_params(params, data)
     mesh = _data.check_mesh(mesh, data.n)
     xs, ys = (data.x, data.y) if mesh is None else _data.shard_rows(data, mesh)
-    settings = (optimizer, loss_fn, epochs, log_every, batch_size, method)
+    block = _block_rows(data, loss_fn, method, mesh)
+    settings = (optimizer, loss_fn, epochs, log_every, batch_size, method, block)
     return _Call(xs, ys, p0, key, settings, traced)
+
+
+BLOCK_ROWS = 16384
+"""Rows per block of the CPU blocked gradient (64 KiB of float32 per column)."""
+
+
+def _block_rows(data: _data.Data, loss: Any, method: str, mesh: Any) -> int:
+    """Row-block size for the blocked MSE gradient, or 0 for the whole-array gradient.
+
+    Only for the default loss, on one CPU device, with at least 16 blocks of data: on
+    GPUs/TPUs XLA fuses the whole-array gradient into one pass by itself, and a custom loss
+    need not be a sum over rows.
+    """
+    if loss is not mse or method != "autodiff" or mesh is not None:
+        return 0
+    if data.n < 16 * BLOCK_ROWS:
+        return 0
+    x = data.x
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+        platform = next(iter(x.devices())).platform
+    else:
+        device = getattr(jax.config, "jax_default_device", None)
+        platform = device if isinstance(device, str) else getattr(device, "platform", None)
+        platform = platform or jax.default_backend()
+    if platform != "cpu":
+        return 0
+    p = 1 if data.p is None else data.p
+    return max(1024, BLOCK_ROWS // p)
 
 
 @functools.lru_cache(maxsize=64)
 def _chunk_programs(*settings: Any) -> tuple[Callable[..., Any], ...]:
     program = Program(*settings)
-    return jax.jit(program.prepare), jax.jit(program.advance), jax.jit(program.finish)
+    advance = jax.jit(program.advance, static_argnames="length")
+    return jax.jit(program.prepare), advance, jax.jit(program.finish)
 
 
 def fit_in_chunks(
@@ -422,15 +520,18 @@ def fit_in_chunks(
     )  # fmt: skip
     chunk_epochs = _data.check_epochs(chunk_epochs)
     prepare, advance, finish = _chunk_programs(*call.settings)
-    epochs = call.settings[2]
+    epochs, log_every = call.settings[2], call.settings[3]
+    chunk_epochs = -(-chunk_epochs // log_every) * log_every  # chunks start on logged epochs
     data, carry = prepare(call.x, call.y, call.params)
-    pieces = []
+    pieces, grads = [], []
     for start in range(0, epochs, chunk_epochs):
-        ids = jnp.arange(start, min(start + chunk_epochs, epochs), dtype=jnp.int32)
-        carry, losses = advance(carry, data, call.key, ids)
+        length = min(chunk_epochs, epochs - start)
+        carry, losses, g = advance(carry, data, call.key, jnp.int32(start), length=length)
         pieces.append(losses)
-        on_chunk(int(ids[-1]) + 1, float(losses[-1]))
-    out = finish(carry, data, jnp.concatenate(pieces))
+        grads.append(g)
+        on_chunk(start + length, float(losses[-1]))
+    all_grads = jax.tree.map(lambda *a: jnp.concatenate(a), *grads)
+    out = finish(carry, data, call.key, jnp.concatenate(pieces), all_grads)
     check_outcome(out, throw)
     return to_result(out)
 
@@ -456,11 +557,10 @@ def to_result(out: tuple[Any, ...]) -> FitResult:
 
 def check_outcome(out: tuple[Any, ...], throw: bool) -> None:
     """Raises for NaN/inf in the data, and for divergence when ``throw``."""
-    status, div, finite = out[6], out[7], out[8]
-    finite_h, status_h, div_h = jax.device_get((finite, status, div))
+    flags = np.asarray(out[8])  # (..., 3): status, diverged_at, data finite; one transfer
+    status_h, div_h, finite_h = flags[..., 0], flags[..., 1], flags[..., 2]
     _data.raise_if_nonfinite_data(np.all(finite_h))
-    if throw and np.any(np.asarray(status_h) != OK):
-        div_h = np.asarray(div_h)
+    if throw and np.any(status_h != OK):
         if div_h.ndim == 0:
             where = f"at epoch {int(div_h)}"
         else:

@@ -1,0 +1,659 @@
+r"""Finite differences over pytrees: one vmapped, jitted computation per call.
+
+Every perturbation of one call (coordinates or directions × stencil points) is evaluated by a
+single jitted ``vmap`` of the user's function; large inputs are chunked with ``lax.map`` so
+memory stays bounded. Compiled executables are cached per (function, input structure, shapes,
+dtypes, scheme, settings), so calling again at a new point does not recompile.
+
+Schemes, with :math:`D` the derivative along :math:`e` (a coordinate or a direction) and
+:math:`h` the step:
+
+* ``"forward"``: :math:`(f(x+he) - f(x))/h`, error :math:`O(h)`.
+* ``"backward"``: :math:`(f(x) - f(x-he))/h`, error :math:`O(h)`.
+* ``"central"``: :math:`(f(x+he) - f(x-he))/2h`, error :math:`O(h^2)`.
+* ``"richardson"``: :math:`(4D_c(h/4) - D_c(h/2))/3`, error :math:`O(h^4)`, estimated by the
+  previous extrapolation :math:`|R_2 - R_1|`, :math:`R_1 = (4D_c(h/2) - D_c(h))/3`.
+
+Default steps are per element and dtype-aware: :math:`h_i = \epsilon^{p}\max(1, |x_i|)` with
+:math:`p = 1/2` (one-sided), :math:`1/3` (central), :math:`1/5` (Richardson), rounded so that
+:math:`x_i + h_i` is exactly representable. The error estimate (``return_error=True``) is a
+truncation estimate from a second level of step :math:`h/2` plus a round-off bound
+:math:`c\,\epsilon\max|f|/h`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from funcdiff._validation import check_positive_float, is_float_dtype, is_prng_key, leaf_path_str
+
+__all__ = ["SCHEMES", "fd_grad", "fd_hvp", "fd_jacobian", "fd_jvp"]
+
+SCHEMES = ("forward", "backward", "central", "richardson")
+_EXPONENT = {"forward": 1 / 2, "backward": 1 / 2, "central": 1 / 3, "richardson": 1 / 5}
+# Stencil offsets (in units of h) per scheme; the second tuple is the extra level (h/2) used
+# only for the truncation estimate.
+_OFFSETS = {
+    "forward": ((1.0,), (0.5,)),
+    "backward": ((-1.0,), (-0.5,)),
+    "central": ((1.0, -1.0), (0.5, -0.5)),
+    "richardson": ((1.0, -1.0, 0.5, -0.5, 0.25, -0.25), ()),
+}
+# Sum of |stencil weights| (in units of 1/h): round-off amplification of each scheme.
+_WEIGHT_SUM = {"forward": 2.0, "backward": 2.0, "central": 1.0, "richardson": 3.0}
+# Function values carry more than one ulp of round-off (sums, transcendental functions).
+_ROUNDOFF_ULPS = 8.0
+# Largest number of perturbed copies of x held in memory at once (elements).
+_CHUNK_ELEMENTS = 1 << 22
+
+
+# --------------------------------------------------------------------------------------------
+# Input structure: a hashable spec, so jit can key its cache on it.
+
+
+class LeafSpec(NamedTuple):
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+    is_float: bool
+
+
+class Spec(NamedTuple):
+    treedef: Any
+    leaves: tuple[LeafSpec, ...]
+    compute_dtype: str
+
+    @property
+    def float_leaves(self) -> tuple[LeafSpec, ...]:
+        return tuple(leaf for leaf in self.leaves if leaf.is_float)
+
+    @property
+    def size(self) -> int:
+        return sum(math.prod(leaf.shape) for leaf in self.float_leaves)
+
+
+def _leaf_dtype(leaf: Any) -> Any:
+    return leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+
+
+def analyse(
+    name: str, x: Any, *, allow_nonfloat: bool
+) -> tuple[Spec, jax.Array, list[Any], list[str]]:
+    """Splits ``x`` into a flat float vector and the non-float leaves.
+
+    Returns:
+      ``(spec, flat, others, upcast)``: the hashable structure, the float leaves raveled into one
+      vector of the compute dtype, the non-float leaves (held fixed), and the paths of leaves
+      upcast from float16/bfloat16.
+
+    Raises:
+      TypeError: a non-float leaf where ``allow_nonfloat`` is False, or no float leaf at all.
+    """
+    pairs, treedef = jax.tree_util.tree_flatten_with_path(x)
+    if not pairs:
+        raise TypeError(f"Expected `{name}` to hold at least one float array, got an empty pytree.")
+    leaves: list[LeafSpec] = []
+    floats: list[jax.Array] = []
+    others: list[Any] = []
+    upcast: list[str] = []
+    for path, leaf in pairs:
+        pstr = leaf_path_str(path)
+        if is_prng_key(leaf):
+            if not allow_nonfloat:
+                raise TypeError(
+                    f"Expected `{name}` to hold float arrays, got a PRNG key at {pstr}; "
+                    "close over it instead (e.g. `lambda x: f(x, key)`)."
+                )
+            leaves.append(LeafSpec(pstr, tuple(leaf.shape), str(leaf.dtype), False))
+            others.append(leaf)
+            continue
+        dtype = _leaf_dtype(leaf)
+        if jnp.issubdtype(dtype, jnp.complexfloating):
+            raise TypeError(
+                f"Expected `{name}` to hold real float arrays, got dtype {dtype} at {pstr}."
+            )
+        if not is_float_dtype(dtype):
+            if not allow_nonfloat:
+                raise TypeError(
+                    f"Expected `{name}` to hold float arrays, got dtype {dtype} at {pstr}; "
+                    f"pass floats (e.g. `x.astype(float)`) or close over integer arguments."
+                )
+            arr = jnp.asarray(leaf)
+            leaves.append(LeafSpec(pstr, tuple(arr.shape), str(arr.dtype), False))
+            others.append(arr)
+            continue
+        arr = jnp.asarray(leaf)
+        if arr.dtype in (jnp.float16, jnp.bfloat16):
+            upcast.append(pstr)
+            arr = arr.astype(jnp.float32)
+        leaves.append(LeafSpec(pstr, tuple(arr.shape), str(arr.dtype), True))
+        floats.append(arr)
+    if not floats:
+        first = leaves[0]
+        raise TypeError(
+            f"Expected `{name}` to hold at least one float array, got dtype {first.dtype} at "
+            f"{first.path}; pass floats (e.g. `x.astype(float)`)."
+        )
+    if upcast:
+        warnings.warn(
+            f"`{name}` leaves {', '.join(upcast)} are float16/bfloat16: finite differences in "
+            "half precision are meaningless (x + h == x), so they are upcast to float32.",
+            UserWarning,
+            stacklevel=3,
+        )
+    compute = jnp.result_type(*[f.dtype for f in floats])
+    flat = jnp.concatenate([f.astype(compute).ravel() for f in floats])
+    return Spec(treedef, tuple(leaves), str(compute)), flat, others, upcast
+
+
+def unravel(spec: Spec, flat: jax.Array, others: Any, *, cast: bool = False) -> Any:
+    """Rebuilds the pytree from the flat float vector and the non-float leaves."""
+    out: list[Any] = []
+    pos = 0
+    it = iter(others)
+    for leaf in spec.leaves:
+        if leaf.is_float:
+            n = math.prod(leaf.shape)
+            piece = flat[..., pos : pos + n].reshape(flat.shape[:-1] + leaf.shape)
+            if cast:
+                piece = piece.astype(leaf.dtype)
+            out.append(piece)
+            pos += n
+        else:
+            out.append(next(it))
+    return jax.tree_util.tree_unflatten(spec.treedef, out)
+
+
+def flat_output(out: Any, dtype: Any) -> jax.Array:
+    """Ravels a function's (pytree) output into one vector of ``dtype``."""
+    leaves = jax.tree_util.tree_leaves(out)
+    return jnp.concatenate([jnp.ravel(jnp.asarray(v)).astype(dtype) for v in leaves])
+
+
+@functools.lru_cache(maxsize=256)
+def output_struct(fun: Callable[..., Any], spec: Spec) -> Any:
+    """The output's ShapeDtypeStructs (cached per function and input spec: traced once)."""
+    args = jax.tree_util.tree_unflatten(
+        spec.treedef, [jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for leaf in spec.leaves]
+    )
+    return jax.eval_shape(fun, args)
+
+
+def check_outputs(fun: Callable[..., Any], spec: Spec, *, scalar: bool, caller: str) -> Any:
+    """Checks that ``fun``'s output is float (and scalar when asked); returns its structure."""
+    struct = output_struct(fun, spec)
+    pairs = jax.tree_util.tree_flatten_with_path(struct)[0]
+    if not pairs:
+        raise ValueError(f"Expected `fun` to return an array, got {struct!r}.")
+    for path, leaf in pairs:
+        if not is_float_dtype(leaf.dtype):
+            raise TypeError(
+                f"Expected `fun` to return float arrays, got dtype {leaf.dtype} at "
+                f"{leaf_path_str(path)}."
+            )
+    if scalar and (len(pairs) != 1 or pairs[0][1].shape != ()):
+        shapes = ", ".join(f"{leaf_path_str(p)}: {tuple(v.shape)}" for p, v in pairs)
+        raise ValueError(
+            f"Expected `fun` to return a scalar for `{caller}`, got output shape(s) {shapes}; "
+            "use `funcdiff.fd_jacobian` for non-scalar outputs."
+        )
+    return struct
+
+
+# --------------------------------------------------------------------------------------------
+# The jitted core.
+
+
+def default_step_base(scheme: str, dtype: Any) -> float:
+    """``eps**p`` for the scheme's exponent ``p`` (1/2 one-sided, 1/3 central, 1/5 Richardson)."""
+    return float(jnp.finfo(dtype).eps) ** _EXPONENT[scheme]
+
+
+def _chunk(n: int, size: int, k: int) -> int:
+    return max(1, min(n, _CHUNK_ELEMENTS // max(1, size * k)))
+
+
+def richardson(vals: jax.Array, hh: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Two Richardson steps from central differences at h, h/2, h/4: value and |R2 - R1|."""
+    c1 = (vals[:, 0] - vals[:, 1]) / (2 * hh)
+    c2 = (vals[:, 2] - vals[:, 3]) / hh
+    c4 = (vals[:, 4] - vals[:, 5]) / (hh / 2)
+    r1 = (4.0 * c2 - c1) / 3.0
+    r2 = (4.0 * c4 - c2) / 3.0
+    return r2, jnp.abs(r2 - r1)
+
+
+def _combine(
+    scheme: str, want_error: bool, f0: jax.Array, vals: jax.Array, h: jax.Array, eps: float
+) -> tuple[jax.Array, jax.Array | None]:
+    """Stencil values ``vals`` (m, K, p) -> derivative (m, p) and optional error (m, p)."""
+    hh = h[:, None]
+    if scheme == "forward":
+        d = (vals[:, 0] - f0) / hh
+        d2 = (vals[:, 1] - f0) / (hh / 2) if want_error else None
+        trunc = None if d2 is None else 2.0 * jnp.abs(d - d2)
+    elif scheme == "backward":
+        d = (f0 - vals[:, 0]) / hh
+        d2 = (f0 - vals[:, 1]) / (hh / 2) if want_error else None
+        trunc = None if d2 is None else 2.0 * jnp.abs(d - d2)
+    elif scheme == "central":
+        d = (vals[:, 0] - vals[:, 1]) / (2 * hh)
+        d2 = (vals[:, 2] - vals[:, 3]) / hh if want_error else None
+        trunc = None if d2 is None else (4.0 / 3.0) * jnp.abs(d - d2)
+    else:
+        d, trunc = richardson(vals, hh)
+    if not want_error or trunc is None:
+        return d, None
+    fmax = jnp.maximum(jnp.abs(f0), jnp.max(jnp.abs(vals), axis=1))
+    hmin = hh / 4 if scheme == "richardson" else hh
+    roundoff = _ROUNDOFF_ULPS * eps * _WEIGHT_SUM[scheme] * fmax / hmin
+    return d, trunc + roundoff
+
+
+def coordinate_steps(scheme: str, x: jax.Array) -> jax.Array:
+    """Default per-element steps ``eps**p * max(1, |x_i|)``, exactly representable."""
+    h = default_step_base(scheme, x.dtype) * jnp.maximum(1.0, jnp.abs(x))
+    return (x + h) - x
+
+
+def direction_steps(scheme: str, x: jax.Array, dirs: jax.Array) -> jax.Array:
+    """Default steps along each row of ``dirs``: ``eps**p * max(1, max|x|) / max|v|``."""
+    vmax = jnp.max(jnp.abs(dirs), axis=1)
+    base = default_step_base(scheme, x.dtype)
+    return base * jnp.maximum(1.0, jnp.max(jnp.abs(x))) / jnp.where(vmax > 0, vmax, 1.0)
+
+
+def stencil_values(
+    f_flat: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    offsets: tuple[float, ...],
+    h: jax.Array,
+    *,
+    dirs: jax.Array | None = None,
+    coords: jax.Array | None = None,
+) -> jax.Array:
+    """``f_flat(x + o*h_i*e_i)`` for every index ``i`` and offset ``o``: shape (m, K, p).
+
+    ``e_i`` is row ``i`` of ``dirs`` when given, else the unit vector of coordinate
+    ``coords[i]`` (all coordinates when ``coords`` is None). One vmap, chunked by ``lax.map``
+    when the perturbed copies of ``x`` would not fit in memory.
+    """
+    n = x.shape[0]
+    offs = jnp.asarray(offsets, dtype=x.dtype)
+    if dirs is not None:
+        m = dirs.shape[0]
+
+        def point(i: jax.Array, o: jax.Array) -> jax.Array:
+            return x + (o * h[i]) * dirs[i]
+
+    else:
+        coord = jnp.arange(n) if coords is None else coords
+        m = coord.shape[0]
+        lanes = jnp.arange(n)
+
+        def point(i: jax.Array, o: jax.Array) -> jax.Array:
+            return x + jnp.where(lanes == coord[i], o * h[i], jnp.zeros((), x.dtype))
+
+    def per_index(i: jax.Array) -> jax.Array:
+        return jax.vmap(lambda o: f_flat(point(i, o)))(offs)
+
+    idx = jnp.arange(m)
+    batch = _chunk(m, n, len(offsets))
+    if batch >= m:
+        return jax.vmap(per_index)(idx)
+    return jax.lax.map(per_index, idx, batch_size=batch)
+
+
+def flat_function(
+    fun: Callable[..., Any], spec: Spec, others: Any, dtype: Any
+) -> Callable[[jax.Array], jax.Array]:
+    """``fun`` as a map from the flat float vector to the flat output vector."""
+
+    def f_flat(v: jax.Array) -> jax.Array:
+        return flat_output(fun(unravel(spec, v, others)), dtype)
+
+    return f_flat
+
+
+def output_eps(fun: Callable[..., Any], spec: Spec, dtype: Any) -> float:
+    """The larger machine epsilon of the compute dtype and the output dtype."""
+    out_dtype = jnp.result_type(*jax.tree_util.tree_leaves(output_struct(fun, spec)))
+    return max(float(jnp.finfo(dtype).eps), float(jnp.finfo(out_dtype).eps))
+
+
+@functools.partial(
+    jax.jit, static_argnames=("fun", "spec", "scheme", "want_error", "directional", "user_step")
+)
+def _fd_core(
+    fun: Callable[..., Any],
+    spec: Spec,
+    scheme: str,
+    want_error: bool,
+    directional: bool,
+    user_step: bool,
+    x: jax.Array,
+    others: list[Any],
+    dirs: jax.Array,
+    step: jax.Array,
+) -> dict[str, jax.Array]:
+    """Derivatives of ``fun`` along coordinates (``dirs`` unused) or along the rows of ``dirs``.
+
+    Returns a dict with ``value`` (m, p), ``error`` (m, p) when asked, ``step`` (m,) and
+    ``f0`` (p,).
+    """
+    eps = output_eps(fun, spec, x.dtype)
+    f_flat = flat_function(fun, spec, others, x.dtype)
+    f0 = f_flat(x)
+    m = dirs.shape[0] if directional else x.shape[0]
+    if user_step:
+        h = jnp.broadcast_to(step, (m,)).astype(x.dtype)
+    elif directional:
+        h = direction_steps(scheme, x, dirs)
+    else:
+        h = coordinate_steps(scheme, x)
+    offs = _OFFSETS[scheme][0] + (_OFFSETS[scheme][1] if want_error else ())
+    vals = stencil_values(f_flat, x, offs, h, dirs=dirs if directional else None)
+    value, error = _combine(scheme, want_error, f0, vals, h, eps)
+    out = {"value": value, "step": h, "f0": f0}
+    if error is not None:
+        out["error"] = error
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Boundary checks and public functions.
+
+
+def check_scheme(scheme: Any) -> str:
+    if scheme not in SCHEMES:
+        raise ValueError(f"Expected `scheme` to be one of {SCHEMES}, got {scheme!r}.")
+    return str(scheme)
+
+
+def check_step(step: Any) -> float | None:
+    return None if step is None else check_positive_float("step", step)
+
+
+def _check_finite_point(name: str, flat: jax.Array) -> None:
+    if not bool(jnp.all(jnp.isfinite(flat))):
+        raise ValueError(f"Expected `{name}` to be finite, got NaN or inf in it.")
+
+
+def run_core(
+    fun: Callable[..., Any],
+    spec: Spec,
+    flat: jax.Array,
+    others: list[Any],
+    *,
+    scheme: str,
+    step: float | None,
+    want_error: bool,
+    dirs: jax.Array | None = None,
+) -> dict[str, jax.Array]:
+    """Calls the cached jitted core; raises ValueError when f(x) is not finite."""
+    directional = dirs is not None
+    dirs_arr = dirs if dirs is not None else jnp.zeros((0,), flat.dtype)
+    step_arr = jnp.asarray(0.0 if step is None else step, dtype=flat.dtype)
+    res = _fd_core(
+        fun,
+        spec,
+        scheme,
+        want_error,
+        directional,
+        step is not None,
+        flat,
+        others,
+        dirs_arr,
+        step_arr,
+    )
+    if not bool(jnp.all(jnp.isfinite(res["f0"]))):
+        raise ValueError("Expected `fun(x)` to be finite, got NaN or inf.")
+    return res
+
+
+def _prepare(
+    fun: Callable[..., Any], x: Any, scheme: Any, step: Any
+) -> tuple[Spec, jax.Array, list[Any], str, float | None]:
+    if not callable(fun):
+        raise TypeError(f"Expected `fun` to be callable, got {type(fun).__name__}.")
+    scheme = check_scheme(scheme)
+    step = check_step(step)
+    spec, flat, others, _ = analyse("x", x, allow_nonfloat=False)
+    _check_finite_point("x", flat)
+    return spec, flat, others, scheme, step
+
+
+def _unravel_out(spec: Spec, values: jax.Array) -> Any:
+    return unravel(spec, values, [], cast=True)
+
+
+def fd_grad(
+    fun: Callable[..., Any],
+    x: Any,
+    *,
+    scheme: str = "central",
+    step: float | None = None,
+    return_error: bool = False,
+) -> Any:
+    r"""The gradient of a scalar function by finite differences.
+
+    All ``n`` (or ``2n``, ``4n``) perturbed evaluations run in one vmapped, jitted call; the
+    compiled program is cached per function, input structure, shapes, dtypes and scheme.
+
+    Args:
+      fun: a scalar function of ``x``.
+      x: an array or a pytree of float arrays. float16/bfloat16 leaves are upcast to float32
+        with a warning; their derivatives are computed and returned in float32.
+      scheme: ``"forward"``, ``"backward"``, ``"central"`` or ``"richardson"``.
+      step: ``None`` for a dtype-aware step per element (``eps**p * max(1, |x_i|)``), or a float
+        step used for every element as given.
+      return_error: also return an error estimate (truncation from a second step level plus a
+        round-off bound), with the same structure as the gradient.
+
+    Returns:
+      The gradient, shaped like ``x``; or ``(gradient, error)`` when ``return_error``.
+
+    Raises:
+      TypeError: ``x`` holds a non-float leaf (the message names it), or ``fun`` is not callable.
+      ValueError: unknown ``scheme``, ``step <= 0``, a non-scalar output (use
+        :func:`fd_jacobian`), or NaN/inf at ``x`` or in ``fun(x)``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from funcdiff import fd_grad, seed
+      >>> g = fd_grad(seed.composite, jnp.array([0.5, 0.75]), scheme="forward", step=1e-3)
+      >>> print(jnp.round(g, 4))
+      [1.3619 0.1919]
+    """
+    spec, flat, others, scheme, step = _prepare(fun, x, scheme, step)
+    check_outputs(fun, spec, scalar=True, caller="fd_grad")
+    res = run_core(fun, spec, flat, others, scheme=scheme, step=step, want_error=return_error)
+    value = _unravel_out(spec, res["value"][:, 0])
+    if return_error:
+        return value, _unravel_out(spec, res["error"][:, 0])
+    return value
+
+
+def _unravel_jacobian(spec: Spec, struct: Any, mat: jax.Array) -> Any:
+    """(n, p) matrix -> pytree shaped like jax.jacobian: output structure outer, input inner."""
+    out_leaves, out_def = jax.tree_util.tree_flatten(struct)
+    pieces = []
+    pos = 0
+    for leaf in out_leaves:
+        size = math.prod(leaf.shape)
+        block = mat[:, pos : pos + size].T.reshape((*leaf.shape, mat.shape[0]))
+        pos += size
+        inner = unravel(spec, block, [])
+        pieces.append(
+            jax.tree_util.tree_map(lambda a, leaf=leaf: a.astype(leaf.dtype), inner)
+        )
+    return jax.tree_util.tree_unflatten(out_def, pieces)
+
+
+def fd_jacobian(
+    fun: Callable[..., Any],
+    x: Any,
+    *,
+    scheme: str = "central",
+    step: float | None = None,
+    return_error: bool = False,
+) -> Any:
+    """The Jacobian of ``fun`` at ``x`` by finite differences, for pytree inputs and outputs.
+
+    The layout matches ``jax.jacobian``: the output's structure on the outside, the input's
+    inside, each leaf of shape ``out_leaf.shape + in_leaf.shape``.
+
+    Args:
+      fun: a function of ``x`` returning a float array or a pytree of them.
+      x: an array or a pytree of float arrays.
+      scheme: as in :func:`fd_grad`.
+      step: as in :func:`fd_grad`.
+      return_error: also return the error estimate, with the same layout.
+
+    Returns:
+      The Jacobian; or ``(jacobian, error)`` when ``return_error``.
+
+    Raises:
+      TypeError, ValueError: as in :func:`fd_grad` (non-scalar outputs are fine here).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from funcdiff import fd_jacobian
+      >>> print(jnp.round(fd_jacobian(jnp.sin, jnp.zeros(2)), 4))
+      [[1. 0.]
+       [0. 1.]]
+    """
+    spec, flat, others, scheme, step = _prepare(fun, x, scheme, step)
+    struct = check_outputs(fun, spec, scalar=False, caller="fd_jacobian")
+    res = run_core(fun, spec, flat, others, scheme=scheme, step=step, want_error=return_error)
+    jac = _unravel_jacobian(spec, struct, res["value"])
+    if return_error:
+        return jac, _unravel_jacobian(spec, struct, res["error"])
+    return jac
+
+
+def _direction(spec: Spec, v: Any, name: str) -> jax.Array:
+    vspec, vflat, _, _ = analyse(name, v, allow_nonfloat=False)
+    shapes = [(leaf.shape) for leaf in spec.leaves]
+    vshapes = [(leaf.shape) for leaf in vspec.leaves]
+    if vspec.treedef != spec.treedef or shapes != vshapes:
+        raise ValueError(
+            f"Expected `{name}` to have the structure and shapes of `x`, got "
+            f"{vspec.treedef} with shapes {vshapes} for `x` {spec.treedef} with shapes {shapes}."
+        )
+    _check_finite_point(name, vflat)
+    return vflat.astype(spec.compute_dtype)
+
+
+def fd_jvp(
+    fun: Callable[..., Any],
+    x: Any,
+    v: Any,
+    *,
+    scheme: str = "central",
+    step: float | None = None,
+    return_error: bool = False,
+) -> Any:
+    r"""The directional derivative :math:`J(x)\,v` by finite differences along ``v``.
+
+    The default step is ``eps**p * max(1, max|x|) / max|v|`` so that the perturbation of the
+    largest element matches the per-element steps of :func:`fd_grad`.
+
+    Args:
+      fun: a function of ``x`` returning a float array or a pytree of them.
+      x: an array or a pytree of float arrays.
+      v: the tangent, with the structure and shapes of ``x``.
+      scheme: as in :func:`fd_grad`.
+      step: ``None`` (dtype-aware) or the float step along ``v``.
+      return_error: also return the error estimate, shaped like the output.
+
+    Returns:
+      ``J v``, shaped like ``fun(x)``; or ``(jvp, error)`` when ``return_error``.
+
+    Raises:
+      TypeError, ValueError: as in :func:`fd_grad`; ``v`` of the wrong structure.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from funcdiff import fd_jvp
+      >>> print(jnp.round(fd_jvp(jnp.sin, jnp.zeros(2), jnp.array([1.0, 2.0])), 4))
+      [1. 2.]
+    """
+    spec, flat, others, scheme, step = _prepare(fun, x, scheme, step)
+    vflat = _direction(spec, v, "v")
+    struct = check_outputs(fun, spec, scalar=False, caller="fd_jvp")
+    res = run_core(
+        fun, spec, flat, others, scheme=scheme, step=step, want_error=return_error,
+        dirs=vflat[None, :],
+    )
+    out_leaves, out_def = jax.tree_util.tree_flatten(struct)
+
+    def shape_out(row: jax.Array) -> Any:
+        pieces, pos = [], 0
+        for leaf in out_leaves:
+            size = math.prod(leaf.shape)
+            pieces.append(row[pos : pos + size].reshape(leaf.shape).astype(leaf.dtype))
+            pos += size
+        return jax.tree_util.tree_unflatten(out_def, pieces)
+
+    value = shape_out(res["value"][0])
+    if return_error:
+        return value, shape_out(res["error"][0])
+    return value
+
+
+@functools.lru_cache(maxsize=256)
+def grad_of(fun: Callable[..., Any]) -> Callable[..., Any]:
+    """``jax.grad(fun)``, one object per ``fun`` so that jit caches keyed on it hit."""
+    return jax.grad(fun)
+
+
+def fd_hvp(
+    fun: Callable[..., Any],
+    x: Any,
+    v: Any,
+    *,
+    scheme: str = "central",
+    step: float | None = None,
+    return_error: bool = False,
+) -> Any:
+    r"""The Hessian-vector product :math:`\nabla^2 f(x)\,v` by differences of gradients.
+
+    Computes ``fd_jvp(jax.grad(fun), x, v)``: the autodiff gradient differenced along ``v``,
+    a check of second-order rules that does not trust forward-over-reverse.
+
+    Args:
+      fun: a scalar function of ``x``.
+      x: an array or a pytree of float arrays.
+      v: the direction, with the structure and shapes of ``x``.
+      scheme: as in :func:`fd_grad`.
+      step: as in :func:`fd_jvp`.
+      return_error: also return the error estimate, shaped like ``x``.
+
+    Returns:
+      ``H v`` shaped like ``x``; or ``(hvp, error)`` when ``return_error``.
+
+    Raises:
+      TypeError, ValueError: as in :func:`fd_grad`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from funcdiff import fd_hvp
+      >>> f = lambda x: jnp.sum(x**3)
+      >>> print(jnp.round(fd_hvp(f, jnp.array([1.0, 2.0]), jnp.array([1.0, 0.0])), 3))
+      [6. 0.]
+    """
+    if not callable(fun):
+        raise TypeError(f"Expected `fun` to be callable, got {type(fun).__name__}.")
+    spec, _, _, _ = analyse("x", x, allow_nonfloat=False)
+    check_outputs(fun, spec, scalar=True, caller="fd_hvp")
+    return fd_jvp(grad_of(fun), x, v, scheme=scheme, step=step, return_error=return_error)
