@@ -60,7 +60,7 @@ LEVELS: dict[str, Settings] = {
         bootstrap_torch_cap=10,
         torch_compile=True,
         parity_dtypes=("float32", "float64"),
-        parity_subset=16,
+        parity_subset=12,
     ),
     "tiny": Settings(
         level="tiny",
