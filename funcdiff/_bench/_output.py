@@ -87,7 +87,8 @@ def headline(records: Sequence[Record]) -> list[list[str]]:
     """One row per funcdiff variant and case, at the largest size that has the baseline.
 
     Columns: case, size, funcdiff variant, its time, the tutorial's PyTorch time, speed-up,
-    torch.compile's time and the ratio to it, the memory-pass floor ratio, the command.
+    torch.compile's time, the speed-up over it, the time in memory passes (the floor), the
+    command.
     """
     rows = []
     for case in CASE_ORDER:
@@ -111,9 +112,8 @@ def headline(records: Sequence[Record]) -> list[list[str]]:
                     fmt_time(rec.unit_s) + unit,
                     f"{fmt_time(base.unit_s)}{unit} ({base.impl})" if base else "—",
                     f"**{base.unit_s / rec.unit_s:.3g}×**" if base else "—",
-                    f"{fmt_time(comp.unit_s)}{unit} ({comp.unit_s / rec.unit_s:.3g}×)"
-                    if comp
-                    else "—",
+                    f"{fmt_time(comp.unit_s)}{unit}" if comp else "—",
+                    f"{comp.unit_s / rec.unit_s:.3g}×" if comp else "—",
                     f"{rec.unit_s / floor.unit_s:.3g} passes" if floor else "—",
                     f"`funcdiff bench --case {case}`",
                 ]
@@ -128,8 +128,9 @@ HEADLINE_HEADERS = (
     "time",
     "tutorial's PyTorch",
     "speed-up",
-    "torch.compile (speed-up)",
-    "vs one memory pass",
+    "torch.compile",
+    "speed-up over torch.compile",
+    "time / one memory pass",
     "reproduce",
 )
 
@@ -178,7 +179,11 @@ def markdown(
             ]
             if per_epoch:
                 row.insert(4, f"{r.epochs} × {fmt_time(r.per_epoch_s)}")
-            row += [f"{sp:.3g}×" if sp is not None else "", r.note or ""]
+            note = r.note or ""
+            if r.aot_compile_s is not None:
+                aot = f"AOT lower+compile {fmt_time(r.aot_compile_s)}"
+                note = f"{aot}; {note}" if note else aot
+            row += [f"{sp:.3g}×" if sp is not None else "", note]
             rows.append(row)
         headers = [
             "impl",
@@ -221,7 +226,27 @@ def write_plots(directory: str, machine: dict[str, Any], records: Sequence[Recor
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot global state
     from matplotlib.figure import Figure
 
-    device = f"{machine.get('device_platform')}: {machine.get('device_kind') or machine.get('cpu')}"
+    platform = machine.get("device_platform")
+    kind = machine.get("cpu") if platform == "cpu" else machine.get("device_kind")
+    device = f"{platform}: {kind}"
+    colors = {
+        "funcdiff": "tab:blue",
+        "funcdiff[gram]": "navy",
+        "funcdiff[full]": "tab:blue",
+        "funcdiff[directional]": "navy",
+        "jax-nojit": "tab:cyan",
+        "jax-check-grads": "tab:cyan",
+        "torch-eager": "tab:red",
+        "torch-gradcheck": "tab:red",
+        "torch-compile": "tab:purple",
+        "torch-gradcheck-fast": "tab:purple",
+        "torch-func": "tab:orange",
+        "numpy-pass": "tab:gray",
+    }
+
+    def color(label: str) -> str:
+        return colors.get(label.split(" ")[0], "black")
+
     cases = [c for c in _cases(records, []) if any(r.case == c for r in records)]
     written = []
 
@@ -239,7 +264,13 @@ def write_plots(directory: str, machine: dict[str, Any], records: Sequence[Recor
                 for r in rows
                 if (f"{r.label} {r.dtype}" if case == "parity" else r.label) == label
             )
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker="o",
+                label=label,
+                color=color(label),
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         unit = "per epoch" if any(r.per_epoch_s is not None for r in rows) else "per call"
@@ -279,7 +310,10 @@ def write_plots(directory: str, machine: dict[str, Any], records: Sequence[Recor
                     if sp is not None:
                         xs.append(k + (j - (len(labels) - 1) / 2) * width)
                         ys.append(sp)
-                ax.bar(xs, ys, width=width, label=label)
+                # Bars grow from 1x (no change) up for faster, down for slower.
+                ax.bar(
+                    xs, [y - 1 for y in ys], bottom=1, width=width, label=label, color=color(label)
+                )
             ax.axhline(1.0, color="black", linewidth=0.8)
             ax.set_yscale("log")
             ax.set_xticks(range(len(sizes)), [f"{s:,}" for s in sizes])
@@ -291,4 +325,21 @@ def write_plots(directory: str, machine: dict[str, Any], records: Sequence[Recor
         path = os.path.join(directory, "speedup.png")
         fig.savefig(path, dpi=110)
         written.append(path)
+    return written
+
+
+def rerender(directory: str, *, plots: bool = True) -> list[str]:
+    """Rewrites ``results.md`` (and the plots) of ``directory`` from its ``results.json``.
+
+    ``python -m funcdiff._bench.render DIR`` calls this after a change to the table or plots.
+    """
+    with open(os.path.join(directory, "results.json"), encoding="utf-8") as fh:
+        payload = json.load(fh)
+    records = [Record(**r) for r in payload["results"]]
+    skipped = [Skip(**s) for s in payload.get("skipped", [])]
+    path = os.path.join(directory, "results.md")
+    write_markdown(path, payload["machine"], records, skipped, payload.get("run", {}))
+    written = [path]
+    if plots:
+        written += write_plots(directory, payload["machine"], records)
     return written

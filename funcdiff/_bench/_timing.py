@@ -29,7 +29,7 @@ class Budget:
       min_repeats: the fewest repeats.
       repeat_s: target wall time of one repeat (calls are batched up to it).
       total_s: target wall time of all repeats together (limits repeats for slow calls).
-      warmup: warm-up calls after the cold first call.
+      warmup: warm-up calls after the cold first call (0: none, for calls of many seconds).
     """
 
     repeats: int = 7
@@ -67,8 +67,8 @@ def measure(fn: Callable[[], Any], sync: Callable[[Any], Any], budget: Budget) -
     sync(fn())
     cold = time.perf_counter() - t0
 
-    est = cold
-    for _ in range(max(1, budget.warmup)):
+    est = cold  # with warmup=0 (very long calls) the cold call is the only estimate
+    for _ in range(budget.warmup):
         t0 = time.perf_counter()
         sync(fn())
         est = time.perf_counter() - t0
