@@ -155,3 +155,15 @@ def test_full_catalog_in_both_dtypes(reference):
     assert rep.reference.startswith("torch" if reference == "torch" else "golden")
     assert len(rep.outcomes) >= 160
     assert rep.ok, str(rep)
+
+
+def test_shipped_golden_file_is_current_and_replays():
+    """The golden file in the package matches today's catalog inputs (no stale entries)."""
+    from funcdiff.parity import GOLDEN_PATH
+
+    assert GOLDEN_PATH.exists(), "run `funcdiff parity --regenerate`"
+    report = run_catalog(pattern="tutorial/*", reference="golden")
+    assert report.reference.startswith("golden file (torch ")
+    assert report.ok, str(report)
+    assert all(o.status in ("passed", "expected_divergence") for o in report.outcomes)
+    assert len(report.outcomes) >= 10
