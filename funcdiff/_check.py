@@ -34,7 +34,7 @@ import numpy as np
 
 from funcdiff import _fd
 from funcdiff._report import fmt, table
-from funcdiff._validation import check_int
+from funcdiff._validation import check_callable, check_int
 
 __all__ = ["MODES", "Element", "GradCheckResult", "LeafRow", "check_grad"]
 
@@ -468,8 +468,7 @@ def check_grad(
       >>> check_grad(seed.composite, jnp.array([0.5, 0.75]), grad=seed.manual_grad).ok
       True
     """
-    if not callable(fun):
-        raise TypeError(f"Expected `fun` to be callable, got {type(fun).__name__}.")
+    check_callable("fun", fun)
     if grad is not None and not callable(grad):
         raise TypeError(f"Expected `grad` to be callable or None, got {type(grad).__name__}.")
     if mode not in MODES:

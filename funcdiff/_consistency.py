@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcdiff._report import table
+from funcdiff._validation import check_callable
 
 __all__ = ["ConsistencyResult", "check_consistency"]
 
@@ -91,8 +92,7 @@ def check_consistency(
       >>> check_consistency(seed.composite, jnp.array([0.5, 0.75])).ok
       True
     """
-    if not callable(fun):
-        raise TypeError(f"Expected `fun` to be callable, got {type(fun).__name__}.")
+    check_callable("fun", fun)
     struct = jax.eval_shape(fun, x)
     leaves = jax.tree_util.tree_leaves(struct)
     dtype = jnp.result_type(*[leaf.dtype for leaf in leaves]) if leaves else jnp.float32

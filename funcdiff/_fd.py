@@ -33,7 +33,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcdiff._validation import check_positive_float, is_float_dtype, is_prng_key, leaf_path_str
+from funcdiff._validation import (
+    check_callable,
+    check_positive_float,
+    is_float_dtype,
+    is_prng_key,
+    leaf_path_str,
+)
 
 __all__ = ["SCHEMES", "fd_grad", "fd_hvp", "fd_jacobian", "fd_jvp"]
 
@@ -423,8 +429,7 @@ def run_core(
 def _prepare(
     fun: Callable[..., Any], x: Any, scheme: Any, step: Any
 ) -> tuple[Spec, jax.Array, list[Any], str, float | None]:
-    if not callable(fun):
-        raise TypeError(f"Expected `fun` to be callable, got {type(fun).__name__}.")
+    check_callable("fun", fun)
     scheme = check_scheme(scheme)
     step = check_step(step)
     spec, flat, others, _ = analyse("x", x, allow_nonfloat=False)
@@ -657,8 +662,7 @@ def fd_hvp(
       >>> print([round(float(v), 3) for v in hv])
       [6.0, 0.0]
     """
-    if not callable(fun):
-        raise TypeError(f"Expected `fun` to be callable, got {type(fun).__name__}.")
+    check_callable("fun", fun)
     spec, _, _, _ = analyse("x", x, allow_nonfloat=False)
     check_outputs(fun, spec, scalar=True, caller="fd_hvp")
     return fd_jvp(grad_of(fun), x, v, scheme=scheme, step=step, return_error=return_error)

@@ -27,7 +27,7 @@ import numpy as np
 
 from funcdiff import _fd
 from funcdiff._report import table
-from funcdiff._validation import check_int
+from funcdiff._validation import check_callable, check_int
 
 __all__ = ["TaylorResult", "taylor_test"]
 
@@ -124,8 +124,7 @@ def taylor_test(
     """
     from funcdiff._check import _as_key
 
-    if not callable(fun):
-        raise TypeError(f"Expected `fun` to be callable, got {type(fun).__name__}.")
+    check_callable("fun", fun)
     num_steps = check_int("num_steps", num_steps, minimum=3)
     spec, flat, others, _ = _fd.analyse("x", x, allow_nonfloat=True)
     _fd.check_outputs(fun, spec, scalar=True, caller="taylor_test")

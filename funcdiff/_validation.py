@@ -14,12 +14,19 @@ import numpy as np
 
 __all__ = [
     "as_float_array",
+    "check_callable",
     "check_int",
     "check_positive_float",
     "is_float_dtype",
     "is_prng_key",
     "leaf_path_str",
 ]
+
+
+def check_callable(name: str, value: Any) -> None:
+    """Refuses a non-callable ``value`` passed as argument ``name``."""
+    if not callable(value):
+        raise TypeError(f"Expected `{name}` to be callable, got {type(value).__name__}.")
 
 
 def check_int(name: str, value: Any, *, minimum: int = 1) -> int:

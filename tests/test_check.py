@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import funcdiff
 from funcdiff import GradCheckResult, _check, check_grad, scoped, seed
 
 
@@ -259,3 +260,20 @@ def test_consistency_catches_impure_function():
     assert not bad.ok
     with pytest.raises(AssertionError, match="eager vs jit"):
         bad.assert_ok()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: funcdiff.fd_grad(3, x),
+        lambda x: funcdiff.fd_jacobian("f", x),
+        lambda x: funcdiff.fd_jvp(None, x, x),
+        lambda x: funcdiff.fd_hvp(3, x, x),
+        lambda x: funcdiff.check_grad(3, x),
+        lambda x: funcdiff.taylor_test(3, x),
+        lambda x: funcdiff.check_consistency(3, x),
+    ],
+)
+def test_non_callable_fun_is_a_type_error(call):
+    with pytest.raises(TypeError, match=r"Expected `fun` to be callable, got "):
+        call(jnp.array([0.5, 0.75]))
