@@ -61,6 +61,20 @@ CHILD_8 = textwrap.dedent(
         print("RESULT", p, float(r.params["intercept"]), *np.ravel(r.params["coef"]).tolist())
         with pytest.raises(ValueError, match="divisible"):
             fit(x[:60], y[:60], mesh=mesh)
+    # large data: each of the 8 devices takes the blocked gradient of its rows (shard_map)
+    from funcdiff.regression import _fit
+    _fit.BLOCK_ROWS = 1024
+    n = 8 * 16 * 1024
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=n).astype(np.float32)
+    y = (2 + x + rng.normal(size=n)).astype(np.float32)
+    call = _fit._boundary(x, y, optax.sgd(0.1), 20, None, None, None, None, 5, mesh, "autodiff")
+    assert call.settings[-3] is not None and call.settings[-2] == 1024
+    sharded = fit(x, y, optimizer=optax.sgd(0.1), epochs=20, mesh=mesh)
+    plain = fit(x, y, optimizer=optax.sgd(0.1), epochs=20)
+    np.testing.assert_allclose(sharded.losses, plain.losses, rtol=1e-5)
+    np.testing.assert_allclose(sharded.params["coef"], plain.params["coef"], rtol=1e-5)
+    print("SHARDED OK")
     """
 )
 
@@ -76,6 +90,7 @@ def test_fit_on_8_simulated_devices_equals_single_device():
     assert out.returncode == 0, out.stderr[-3000:]
     results = [line.split()[1:] for line in out.stdout.splitlines() if line.startswith("RESULT")]
     assert len(results) == 1
+    assert "SHARDED OK" in out.stdout
     for row, p in zip(results, (3,), strict=True):
         got = np.array([float(v) for v in row[1:]])
         np.testing.assert_allclose(got, _expected(p), rtol=1e-5, atol=1e-6)

@@ -30,6 +30,7 @@ from funcdiff._validation import is_prng_key
 
 __all__ = [
     "Data",
+    "auto_mesh",
     "check_data",
     "check_params",
     "raise_if_nonfinite_data",
@@ -219,12 +220,17 @@ def check_mesh(mesh: Any, n: int) -> Mesh | None:
     return mesh
 
 
+def auto_mesh(mesh: Mesh) -> Mesh:
+    """``mesh`` with every axis in GSPMD's automatic mode, whatever its axis types
+    (``jax.make_mesh`` makes Explicit axes): XLA inserts the all-reduces of the mean and the
+    gradient."""
+    return Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+
+
 def shard_rows(data: Data, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
     """Puts ``x`` and ``y`` on ``mesh``, rows split over its first axis (a no-op when
     already laid out that way, e.g. a global array built per process)."""
-    # Run in GSPMD's automatic mode whatever the mesh's axis types (jax.make_mesh makes
-    # Explicit axes): XLA inserts the all-reduces of the mean and the gradient.
-    mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+    mesh = auto_mesh(mesh)
     axis = mesh.axis_names[0]
     xs = NamedSharding(mesh, PartitionSpec(axis) if data.p is None else PartitionSpec(axis, None))
     ys = NamedSharding(mesh, PartitionSpec(axis))

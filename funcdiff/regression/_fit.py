@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
+from jax.sharding import PartitionSpec
 from jax.typing import ArrayLike
 
 from funcdiff.regression import _data
@@ -79,7 +80,7 @@ def _gram_loss(params: dict[str, jax.Array], stats: tuple[jax.Array, ...]) -> ja
 
 
 def _blocked_value_and_grad(
-    p: dict[str, jax.Array], x: jax.Array, y: jax.Array, block: int
+    p: dict[str, jax.Array], x: jax.Array, y: jax.Array, block: int, n_total: int | None = None
 ) -> tuple[jax.Array, Any]:
     """``jax.value_and_grad`` of the mean squared error, one cache-sized block of rows at a time.
 
@@ -87,12 +88,14 @@ def _blocked_value_and_grad(
     ``mse(block) * rows_in_block / n``, each differentiated by ``jax.value_and_grad``. Same
     mathematics as the whole-array gradient; on CPU it keeps the residuals of each block in
     cache instead of writing and re-reading n-vectors (see docs/regression.md, Speed).
+    ``n_total`` is the number of rows of the whole data when ``x`` is one shard of it.
     """
     n = x.shape[0]
     n_blocks = n // block
+    weight = 1 / (n if n_total is None else n_total)
 
     def weighted(q: Any, xb: jax.Array, yb: jax.Array) -> jax.Array:
-        return mse(predict(q, xb), yb) * (yb.shape[0] / n)
+        return mse(predict(q, xb), yb) * (yb.shape[0] * weight)
 
     def body(acc: Any, i: jax.Array) -> tuple[Any, None]:
         xb = lax.dynamic_slice_in_dim(x, i * block, block)
@@ -106,6 +109,39 @@ def _blocked_value_and_grad(
         rest = jax.value_and_grad(weighted)(p, x[n_blocks * block :], y[n_blocks * block :])
         acc = jax.tree.map(jnp.add, acc, rest)
     return acc
+
+
+def _sharded_value_and_grad(
+    p: dict[str, jax.Array], x: jax.Array, y: jax.Array, mesh: jax.sharding.Mesh, block: int
+) -> tuple[jax.Array, Any]:
+    """The blocked MSE gradient on every shard of the rows at once, summed with ``psum``.
+
+    Data parallelism written out with ``shard_map``: each device differentiates the MSE of
+    its own rows block by block (:func:`_blocked_value_and_grad`, weighted by the global row
+    count) and one all-reduce adds the value and gradient. On a CPU split into one JAX
+    device per core (``jax_num_cpu_devices``) this is what runs the epoch on every core:
+    XLA runs a single-device program's loops on one thread.
+    """
+    axis = mesh.axis_names[0]
+    n = x.shape[0]
+    x_spec = PartitionSpec(axis) if x.ndim == 1 else PartitionSpec(axis, None)
+
+    def local(q: Any, xs: jax.Array, ys: jax.Array) -> Any:
+        return lax.psum(_blocked_value_and_grad(q, xs, ys, block, n_total=n), axis)
+
+    return _shard_map(local, mesh, (PartitionSpec(), x_spec, PartitionSpec(axis)))(p, x, y)
+
+
+def _shard_map(fn: Callable[..., Any], mesh: Any, in_specs: Any) -> Callable[..., Any]:
+    """``jax.shard_map`` (jax >= 0.7) or its older home, with replication checks off: the
+    scan carry starts replicated and becomes per-shard, which the checker cannot follow."""
+    if hasattr(jax, "shard_map"):
+        return jax.shard_map(
+            fn, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec(), check_vma=False
+        )
+    from jax.experimental.shard_map import shard_map  # pragma: no cover (jax < 0.7)
+
+    return shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec(), check_rep=False)
 
 
 def _select(pred: jax.Array, a: Any, b: Any) -> Any:
@@ -154,8 +190,10 @@ class Program:
         log_every: int,
         batch_size: int | None,
         method: str,
+        shard: jax.sharding.Mesh | None = None,
         block: int = 0,
     ) -> None:
+        self.shard = shard
         self.block = block
         self.optimizer = optimizer
         self.loss = loss
@@ -178,6 +216,8 @@ class Program:
         if self.method == "gram":
             value, g = jax.value_and_grad(_gram_loss)(p, stats)
             return jnp.maximum(value, 0), g  # rounding can take it a hair below 0
+        if self.shard is not None:
+            return _sharded_value_and_grad(p, x, y, self.shard, self.block)
         if self.block and x.shape[0] >= 2 * self.block:
             return _blocked_value_and_grad(p, x, y, self.block)
         return jax.value_and_grad(make_objective(self.loss, x.dtype))(p, x, y)
@@ -281,13 +321,14 @@ def build_run(
     log_every: int,
     batch_size: int | None,
     method: str,
+    shard: jax.sharding.Mesh | None = None,
     block: int = 0,
 ) -> Callable[..., tuple[Any, ...]]:
     """The whole training run as a pure function ``(x, y, params, key) -> outputs``.
 
     Not jitted here: :func:`cached_run` jits it, :mod:`._bootstrap` vmaps it first.
     """
-    program = Program(optimizer, loss, epochs, log_every, batch_size, method, block)
+    program = Program(optimizer, loss, epochs, log_every, batch_size, method, shard, block)
 
     def run(x: jax.Array, y: jax.Array, params: dict[str, jax.Array], key: Any) -> tuple[Any, ...]:
         data, carry = program.prepare(x, y, params)
@@ -319,7 +360,7 @@ def _cached(*settings: Any) -> Callable[..., tuple[Any, ...]]:
 
 def cached_run(*settings: Any) -> Callable[..., tuple[Any, ...]]:
     """The jitted run for these static settings (optimizer, loss, epochs, log_every,
-    batch_size, method, block, small), built once and reused."""
+    batch_size, method, shard, block, small), built once and reused."""
     try:
         return _cached(*settings)
     except TypeError:  # an unhashable optimizer or loss: compile for this call only
@@ -436,6 +477,33 @@ def fit(
     return result
 
 
+def compiled_memory(x: ArrayLike, y: ArrayLike, **kwargs: Any) -> Any:
+    """XLA's memory analysis of the program ``fit(x, y, **kwargs)`` runs, without running it.
+
+    ``temp_size_in_bytes`` is the scratch memory beyond the arguments (x, y) and outputs:
+    the measure of "extra copies of the data" in docs/regression.md.
+    """
+    call = _boundary_from_kwargs(x, y, kwargs)
+    run: Any = cached_run(*call.settings)  # a jax.jit-wrapped function
+    return run.lower(call.x, call.y, call.params, call.key).compile().memory_analysis()
+
+
+_FIT_KWARGS = ("optimizer", "epochs", "params", "loss", "batch_size", "key", "log_every", "mesh")
+
+
+def _boundary_from_kwargs(x: Any, y: Any, kwargs: dict[str, Any]) -> _Call:
+    """:func:`_boundary` for ``fit``'s keyword arguments given as a dict (``throw`` aside)."""
+    unknown = set(kwargs) - {*_FIT_KWARGS, "method"}
+    if unknown:
+        raise TypeError(f"Unexpected keyword arguments {sorted(unknown)}.")
+    defaults = {"epochs": 500, "log_every": 100, "method": "autodiff"}
+    a = {k: kwargs.get(k, defaults.get(k)) for k in (*_FIT_KWARGS, "method")}
+    return _boundary(
+        x, y, a["optimizer"], a["epochs"], a["params"], a["loss"],
+        a["batch_size"], a["key"], a["log_every"], a["mesh"], a["method"],
+    )  # fmt: skip
+
+
 class _Call(NamedTuple):
     x: Any
     y: Any
@@ -468,38 +536,46 @@ def _boundary(
     p0 = _data.check_params(params, data) if not traced else _traced_params(params, data)
     mesh = _data.check_mesh(mesh, data.n)
     xs, ys = (data.x, data.y) if mesh is None else _data.shard_rows(data, mesh)
-    block = _block_rows(data, loss_fn, method, mesh)
+    shard, block = _cpu_layout(data, loss_fn, method, mesh)
     small = data.n <= SMALL_ROWS
-    settings = (optimizer, loss_fn, epochs, log_every, batch_size, method, block, small)
+    settings = (optimizer, loss_fn, epochs, log_every, batch_size, method, shard, block, small)
     return _Call(xs, ys, p0, key, settings, traced)
 
 
-BLOCK_ROWS = 16384
-"""Rows per block of the CPU blocked gradient (64 KiB of float32 per column)."""
+BLOCK_ROWS = 32768
+"""Rows per block of the CPU blocked gradient (128 KiB of float32 per column: x, y and the
+residuals of a block stay in a core's L2 cache)."""
 
 
-def _block_rows(data: _data.Data, loss: Any, method: str, mesh: Any) -> int:
-    """Row-block size for the blocked MSE gradient, or 0 for the whole-array gradient.
-
-    Only for the default loss, on one CPU device, with at least 16 blocks of data: on
-    GPUs/TPUs XLA fuses the whole-array gradient into one pass by itself, and a custom loss
-    need not be a sum over rows.
-    """
-    if loss is not mse or method != "autodiff" or mesh is not None:
-        return 0
-    if data.n < 16 * BLOCK_ROWS:
-        return 0
+def _platform(data: _data.Data, mesh: Any) -> str:
+    if mesh is not None:
+        return str(mesh.devices.flat[0].platform)
     x = data.x
     if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
-        platform = next(iter(x.devices())).platform
-    else:
-        device = getattr(jax.config, "jax_default_device", None)
-        platform = device if isinstance(device, str) else getattr(device, "platform", None)
-        platform = platform or jax.default_backend()
-    if platform != "cpu":
-        return 0
-    p = 1 if data.p is None else data.p
-    return max(1024, BLOCK_ROWS // p)
+        return str(next(iter(x.devices())).platform)
+    device = getattr(jax.config, "jax_default_device", None)
+    platform = device if isinstance(device, str) else getattr(device, "platform", None)
+    return str(platform or jax.default_backend())
+
+
+def _cpu_layout(
+    data: _data.Data, loss: Any, method: str, mesh: Any
+) -> tuple[jax.sharding.Mesh | None, int]:
+    """``(shard, block)``: how the default MSE gradient runs on CPU.
+
+    ``block`` is the row-block size of the blocked gradient (0: the whole-array gradient);
+    ``shard`` is the mesh to ``shard_map`` it over (None: one device, or XLA's automatic
+    partitioning). Only for the default loss on CPU with at least 16 blocks of rows per
+    device: on GPUs/TPUs XLA fuses the whole-array gradient into one pass by itself, and a
+    custom loss need not be a sum over rows.
+    """
+    if loss is not mse or method != "autodiff" or _platform(data, mesh) != "cpu":
+        return None, 0
+    block = max(1024, BLOCK_ROWS // (1 if data.p is None else data.p))
+    rows = data.n if mesh is None else data.n // int(mesh.shape[mesh.axis_names[0]])
+    if rows < 16 * block:
+        return None, 0
+    return (None if mesh is None else _data.auto_mesh(mesh)), block
 
 
 @functools.lru_cache(maxsize=64)
@@ -525,16 +601,7 @@ def fit_in_chunks(
     trajectory is the same as ``fit``'s; the cost is one dispatch and one sync per chunk, so
     ``fit`` itself never pays it.
     """
-    names = ("optimizer", "epochs", "params", "loss", "batch_size", "key", "log_every", "mesh")
-    unknown = set(kwargs) - {*names, "method"}
-    if unknown:
-        raise TypeError(f"Unexpected keyword arguments {sorted(unknown)}.")
-    defaults = {"epochs": 500, "log_every": 100, "method": "autodiff"}
-    args = {k: kwargs.get(k, defaults.get(k)) for k in (*names, "method")}
-    call = _boundary(
-        x, y, args["optimizer"], args["epochs"], args["params"], args["loss"],
-        args["batch_size"], args["key"], args["log_every"], args["mesh"], args["method"],
-    )  # fmt: skip
+    call = _boundary_from_kwargs(x, y, kwargs)
     chunk_epochs = _data.check_epochs(chunk_epochs)
     prepare, advance, finish = _chunk_programs(*call.settings)
     epochs, log_every = call.settings[2], call.settings[3]
