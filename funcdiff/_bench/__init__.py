@@ -9,6 +9,7 @@ with a note.
 from __future__ import annotations
 
 from funcdiff._bench._context import LEVELS, Record, Settings, Skip
+from funcdiff._bench._machine import split_cpu_into_cores
 from funcdiff._bench._runner import LEVEL_ENV, BenchReport, check_cases, prepare_out, run_bench
 from funcdiff._bench._timing import Budget, Timing, measure
 from funcdiff._bench.cases import CASES
@@ -27,4 +28,5 @@ __all__ = [
     "measure",
     "prepare_out",
     "run_bench",
+    "split_cpu_into_cores",
 ]

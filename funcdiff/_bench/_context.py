@@ -39,7 +39,7 @@ LEVELS: dict[str, Settings] = {
         level="full",
         budget=Budget(repeats=9, min_repeats=5, repeat_s=0.05, total_s=2.0, warmup=3),
         slow_budget=Budget(repeats=5, min_repeats=3, repeat_s=0.0, total_s=6.0, warmup=0),
-        regression=((100, 500), (10_000, 500), (1_000_000, 50), (10_000_000, 10)),
+        regression=((100, 500), (10_000, 500), (1_000_000, 50), (10_000_000, 20)),
         gradcheck_dims=(10, 100, 1000),
         bootstrap_resamples=(100, 1000),
         bootstrap_n=100,

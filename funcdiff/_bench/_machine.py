@@ -12,7 +12,7 @@ from typing import Any
 
 import jax
 
-__all__ = ["machine_info"]
+__all__ = ["machine_info", "split_cpu_into_cores"]
 
 _PACKAGES = ("jax", "jaxlib", "optax", "numpy", "torch", "matplotlib", "funcdiff")
 
@@ -42,11 +42,37 @@ def _version(name: str) -> str | None:
         return None
 
 
+def _cpu_device_count() -> int | None:
+    try:
+        return len(jax.devices("cpu"))
+    except RuntimeError:
+        return None
+
+
 def _usable_cores() -> int | None:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count()
+
+
+def split_cpu_into_cores() -> bool:
+    """Gives JAX one CPU device per usable core, so a ``Mesh`` over them runs on every core.
+
+    Must run before JAX starts its backends (``funcdiff bench`` calls it first thing); the
+    default device stays ``cpu:0``, so single-device rows are unchanged. Returns False, and
+    changes nothing, when JAX has already started or the user set the device count
+    (``XLA_FLAGS=--xla_force_host_platform_device_count`` or ``jax_num_cpu_devices``).
+    """
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return False
+    if int(getattr(jax.config, "jax_num_cpu_devices", -1)) > 0:
+        return False
+    try:
+        jax.config.update("jax_num_cpu_devices", _usable_cores() or 1)
+    except (RuntimeError, AttributeError):  # backends already up, or an older jax
+        return False
+    return True
 
 
 def machine_info(
@@ -69,6 +95,7 @@ def machine_info(
         "device": str(device),
         "device_platform": device.platform,
         "device_kind": getattr(device, "device_kind", None),
+        "jax_cpu_devices": _cpu_device_count(),
         "torch_device": torch_device,
         "torch_threads": torch_threads,
         "env_threads": {

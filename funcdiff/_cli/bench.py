@@ -58,7 +58,10 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from funcdiff import DeviceNotFoundError
-    from funcdiff._bench import check_cases, run_bench
+    from funcdiff._bench import check_cases, run_bench, split_cpu_into_cores
+
+    if args.device in (None, "cpu"):
+        split_cpu_into_cores()  # before JAX starts: the regression case's mesh row needs it
 
     try:
         check_cases(args.case)

@@ -6,6 +6,10 @@ then every epoch is O(1): a different algorithm, so it is labelled apart);
 ``torch-eager`` is the tutorial's loop; ``torch-compile`` the same epoch under
 ``torch.compile``; ``torch-func`` the loop with ``torch.func.grad``; ``numpy-pass`` is one
 ``numpy.dot(x, y)``, a single memory pass over the data: the floor for one epoch.
+``funcdiff[mesh×k]`` (CPU, from 10⁶ rows, when JAX has k > 1 CPU devices: ``funcdiff bench``
+gives it one per core) is the same autodiff ``fit`` with ``mesh=`` over those devices, the
+data already laid out on the mesh: XLA runs a single-device program's loops on one core,
+while PyTorch and NumPy use every core.
 All start from zero parameters on the same float32 arrays; times are per run of ``epochs``
 epochs, with ``per_epoch_s`` beside them (fewer epochs at the largest sizes).
 """
@@ -28,7 +32,7 @@ _TORCH = ("torch-eager", "torch-compile", "torch-func")
 
 
 def count(settings: Settings) -> int:
-    return len(settings.regression) * 6
+    return len(settings.regression) * 7
 
 
 def data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -109,10 +113,12 @@ def _one_size(ctx: Context, n: int, epochs: int, fit: Any, opt: Any, compiled_st
 
             t = measure(jax_run, lambda r: jax.block_until_ready(r.params), budget)
             coefs[f"funcdiff[{method}]"] = float(jax_run().params["coef"])
-            rec("funcdiff", t, mode=None if method == "autodiff" else method)
+            note = scratch_note(xj, yj, optimizer=opt, epochs=epochs, method=method)
+            rec("funcdiff", t, mode=None if method == "autodiff" else method, note=note)
+        _mesh_row(ctx, x, y, epochs, fit, opt, coefs, rec)
     else:
-        ctx.step("skip")
-        ctx.step("skip")
+        for _ in range(3):
+            ctx.step("skip")
 
     torch = ctx.torch
     if torch is None:
@@ -137,6 +143,52 @@ def _one_size(ctx: Context, n: int, epochs: int, fit: Any, opt: Any, compiled_st
         coefs[impl] = float(fn().reshape(-1)[0])
         rec(impl, t)
     _agree(coefs, n)
+
+
+MESH_MIN_ROWS = 1_000_000
+
+
+def core_mesh(ctx: Context, n: int) -> jax.sharding.Mesh | None:
+    """A 1-D mesh ``("rows",)`` over JAX's CPU devices, when there are several, the benchmark
+    runs on CPU, the data is large enough for the blocked gradient, and the rows divide."""
+    if ctx.device.platform != "cpu" or n < MESH_MIN_ROWS:
+        return None
+    devices = jax.devices("cpu")
+    if len(devices) < 2 or n % len(devices):
+        return None
+    return jax.sharding.Mesh(np.array(devices), ("rows",))
+
+
+def _mesh_row(
+    ctx: Context, x: np.ndarray, y: np.ndarray, epochs: int, fit: Any, opt: Any,
+    coefs: dict[str, float], rec: Any,
+) -> None:  # fmt: skip
+    mesh = core_mesh(ctx, x.shape[0])
+    if mesh is None:
+        ctx.step("skip")
+        return
+    rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("rows"))
+    xm, ym = jax.device_put(x, rows), jax.device_put(y, rows)
+
+    def mesh_run() -> Any:
+        return fit(xm, ym, optimizer=opt, epochs=epochs, mesh=mesh)
+
+    budget = ctx.settings.slow_budget
+    t = measure(mesh_run, lambda r: jax.block_until_ready(r.params), budget)
+    k = mesh.devices.size
+    coefs[f"funcdiff[mesh×{k}]"] = float(mesh_run().params["coef"])
+    note = scratch_note(xm, ym, optimizer=opt, epochs=epochs, mesh=mesh)
+    rec("funcdiff", t, mode=f"mesh×{k}", note=f"rows sharded over {k} CPU devices; {note}")
+
+
+def scratch_note(x: Any, y: Any, **fit_kwargs: Any) -> str:
+    """The compiled run's scratch memory per device, in copies of that device's share of the
+    data (the goal: at most 2)."""
+    from funcdiff.regression._fit import compiled_memory
+
+    temp = compiled_memory(x, y, **fit_kwargs).temp_size_in_bytes
+    share = (x.nbytes + y.nbytes) / len(x.sharding.device_set)
+    return f"XLA scratch {temp / share:.2g}× the data"
 
 
 def _agree(coefs: dict[str, float], n: int) -> None:
