@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from funcdiff._config import one_shot_jit
 from funcdiff._validation import (
     check_callable,
     check_positive_float,
@@ -336,9 +337,7 @@ def output_eps(fun: Callable[..., Any], spec: Spec, dtype: Any) -> float:
     return max(float(jnp.finfo(dtype).eps), float(jnp.finfo(out_dtype).eps))
 
 
-@functools.partial(
-    jax.jit, static_argnames=("fun", "spec", "scheme", "want_error", "directional", "user_step")
-)
+@one_shot_jit(static_argnames=("fun", "spec", "scheme", "want_error", "directional", "user_step"))
 def _fd_core(
     fun: Callable[..., Any],
     spec: Spec,

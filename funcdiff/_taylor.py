@@ -15,7 +15,6 @@ when the slope is near 2. No single step has to be right.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcdiff import _fd
+from funcdiff._config import one_shot_jit
 from funcdiff._report import table
 from funcdiff._validation import check_callable, check_int
 
@@ -69,7 +69,7 @@ class TaylorResult:
         return out + (f"\n{self.message}" if self.message else "")
 
 
-@functools.partial(jax.jit, static_argnames=("fun", "grad", "spec"))
+@one_shot_jit(quick_run=True, static_argnames=("fun", "grad", "spec"))
 def _taylor_core(
     fun: Callable[..., Any],
     grad: Callable[..., Any] | None,

@@ -213,9 +213,9 @@ def test_no_recompilation_for_repeated_calls():
         for k in range(3):
             check_grad(f, jnp.full(4, 0.3 * k), mode=mode, key=k)
         assert len(traces) == n, mode
-    before = _check._full_core._cache_size()
+    before = _check._full_core_small._cache_size()  # 4 elements: the quick-run program
     check_grad(f, jnp.full(4, 2.0))
-    assert _check._full_core._cache_size() == before
+    assert _check._full_core_small._cache_size() == before > 0
 
 
 def test_result_record():
@@ -277,3 +277,44 @@ def test_consistency_catches_impure_function():
 def test_non_callable_fun_is_a_type_error(call):
     with pytest.raises(TypeError, match=r"Expected `fun` to be callable, got "):
         call(jnp.array([0.5, 0.75]))
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_both_full_programs_catch_a_planted_error(x64):
+    """Full mode compiles a quick-run program up to QUICK_RUN_MAX_SIZE elements and the
+    optimised one above: each passes the right rule and names the planted element (10% off:
+    in float32 the differences of a 64-term sum carry a round-off bound of about 2%)."""
+    with scoped(x64=x64):
+        for n in (_check.QUICK_RUN_MAX_SIZE, _check.QUICK_RUN_MAX_SIZE + 16):
+            x = jnp.linspace(0.1, 2.0, n)
+            k = n // 2  # x near 1.05, where the derivative is largest (1.39)
+            r = check_grad(planted(n, k, 1.1), x)
+            assert not r.ok and r.worst.index == (k,), (n, str(r))
+            assert [e.index for e in r.failures] == [(k,)]
+            assert check_grad(planted(n, k, 1.0), x).ok, n
+
+
+def test_one_shot_jit_compiles_cpu_calls_with_its_options():
+    """CPU arguments go to the program compiled with the one-shot options; its values equal
+    XLA's default compilation."""
+    from funcdiff._config import QUICK_RUN_COMPILER_OPTIONS, OneShotJit
+
+    def fn(x, n):
+        return jnp.tanh(x) * n + jax.nn.logsumexp(x)
+
+    j = OneShotJit(fn, QUICK_RUN_COMPILER_OPTIONS, static_argnames="n")
+    x = jnp.linspace(-2.0, 2.0, 33)
+    got = j(x, 3)
+    assert j._cpu._cache_size() == 1
+    if QUICK_RUN_COMPILER_OPTIONS:  # jaxlib >= 0.10: two programs, the CPU one used here
+        assert j._default._cache_size() == 0
+        assert "xla_backend_optimization_level" in QUICK_RUN_COMPILER_OPTIONS
+    assert j.__name__ == "fn" and j._cache_size() == 1
+    np.testing.assert_allclose(got, jax.jit(fn, static_argnames="n")(x, 3), rtol=1e-6)
+    # the Gaussian directions of directional mode are jax.random.normal's
+    key = jax.random.key(3)
+    np.testing.assert_allclose(
+        _check._directions(key, (4, 5), jnp.float32),
+        jax.random.normal(key, (4, 5), jnp.float32),
+        rtol=1e-6,
+    )

@@ -17,11 +17,14 @@ def g(y: Any) -> Any:
     return y[0] * y[1]
 
 
-def chain(x: Any) -> Any:
-    """``g(f(.))`` along a vector: ``sum(log(x[:-1] * x[1:]) * sin(x[1:]))`` (gradcheck case)."""
+def lse_tanh(a: Any) -> Any:
+    """``x -> logsumexp(tanh(a @ x))``, the gradcheck case's function (issue 4's benchmark)."""
     import torch
 
-    return torch.sum(torch.log(x[:-1] * x[1:]) * torch.sin(x[1:]))
+    def fn(x: Any) -> Any:
+        return torch.logsumexp(torch.tanh(a @ x), 0)
+
+    return fn
 
 
 def tutorial_fit(x: Any, y: Any, b0: Any, b1: Any, epochs: int, lr: float = 0.1) -> Any:

@@ -1,7 +1,8 @@
 """Case ``gradcheck``: checking a gradient against finite differences, float64, d inputs.
 
-The function is the tutorial's ``g(f(.))`` chained along a vector,
-``sum(log(x[:-1] * x[1:]) * sin(x[1:]))`` at ``x ~ U(0.5, 1.5)^d``. ``funcdiff`` is
+The function is the one issue 4 sets for this benchmark, ``f(x) = logsumexp(tanh(A x))`` with
+``A`` a d × d matrix of N(0, 1/d) entries (so ``tanh`` is not saturated), at ``x ~ N(0, 1)^d``,
+float64. ``funcdiff`` is
 ``funcdiff.check_grad`` in ``mode="full"`` (every coordinate) and ``mode="directional"``
 (random directions); the baselines are ``torch.autograd.gradcheck`` (default and
 ``fast_mode=True``) and ``jax.test_util.check_grads`` (reverse mode, order 1). Each
@@ -31,13 +32,19 @@ def count(settings: Settings) -> int:
     return len(settings.gradcheck_dims) * 5
 
 
-def make_fun() -> Any:
+def problem(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, x)`` for dimension ``d``, the same for every implementation."""
+    rng = np.random.default_rng(d)
+    return rng.standard_normal((d, d)) / np.sqrt(d), rng.standard_normal(d)
+
+
+def make_fun(a: jax.Array) -> Any:
     """A fresh JAX function object (so nothing compiled for another impl is reused)."""
 
-    def chain(x: jax.Array) -> jax.Array:
-        return jnp.sum(jnp.log(x[:-1] * x[1:]) * jnp.sin(x[1:]))
+    def lse_tanh(x: jax.Array) -> jax.Array:
+        return jax.nn.logsumexp(jnp.tanh(a @ x))
 
-    return chain
+    return lse_tanh
 
 
 def load_check_grad() -> Any:
@@ -65,14 +72,15 @@ def _one_size(ctx: Context, d: int, check_grad: Any) -> None:
     from jax.test_util import check_grads
 
     budget = ctx.settings.budget
-    x_np = np.random.default_rng(d).uniform(0.5, 1.5, d)
+    a_np, x_np = problem(d)
+    a = jax.device_put(jnp.asarray(a_np, dtype=jnp.float64), ctx.device)
     x = jax.device_put(jnp.asarray(x_np, dtype=jnp.float64), ctx.device)
 
     for mode in ("full", "directional"):
         if check_grad is None:
             ctx.step("skip")
             continue
-        fun = make_fun()
+        fun = make_fun(a)
         kw: dict[str, Any] = {"mode": mode}
         if mode == "directional":
             kw["key"] = jax.random.key(0)
@@ -81,7 +89,7 @@ def _one_size(ctx: Context, d: int, check_grad: Any) -> None:
         note = None if bool(getattr(res, "ok", True)) else "check_grad reported not ok"
         ctx.record(NAME, "funcdiff", d, t, mode=mode, note=note, dtype="float64")
 
-    fun = make_fun()
+    fun = make_fun(a)
     t = measure(lambda: check_grads(fun, (x,), order=1, modes=("rev",)), lambda r: r, budget)
     ctx.record(NAME, "jax-check-grads", d, t, dtype="float64")
 
@@ -92,11 +100,12 @@ def _one_size(ctx: Context, d: int, check_grad: Any) -> None:
         return
     from funcdiff._bench.cases import _torchfns as T
 
+    at = torch.tensor(a_np, dtype=torch.float64, device=ctx.torch_device)
     xt = torch.tensor(x_np, dtype=torch.float64, device=ctx.torch_device)
     xt.requires_grad_(True)
     for impl, fast in (("torch-gradcheck", False), ("torch-gradcheck-fast", True)):
         t = measure(
-            functools.partial(torch.autograd.gradcheck, T.chain, (xt,), fast_mode=fast),
+            functools.partial(torch.autograd.gradcheck, T.lse_tanh(at), (xt,), fast_mode=fast),
             ctx.torch_sync,
             budget,
         )
