@@ -144,8 +144,8 @@ def _shard_map(fn: Callable[..., Any], mesh: Any, in_specs: Any) -> Callable[...
     return shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec(), check_rep=False)
 
 
-def _select(pred: jax.Array, a: Any, b: Any) -> Any:
-    return jax.tree.map(lambda u, v: jnp.where(pred, u, v), a, b)
+def _data_finite(x: jax.Array, y: jax.Array) -> jax.Array:
+    return jnp.isfinite(x).all() & jnp.isfinite(y).all()
 
 
 def make_objective(loss: Callable[..., Any], dtype: Any) -> Callable[..., jax.Array]:
@@ -171,11 +171,12 @@ def _unroll(n_rows: int) -> int:
 class Program:
     """The training run, in three pure pieces that :func:`build_run` composes into one.
 
-    ``prepare`` casts the data, checks it is finite, builds the gram statistics and the
-    initial carry; ``advance`` scans a range of epochs; ``finish`` finds where the loss first
-    became non-finite, computes the final loss and, after a divergence, replays the run up to
-    the last finite epoch. ``fit`` jits all three as one program; the CLI's progress bar jits
-    them separately and calls ``advance`` chunk by chunk.
+    ``prepare`` casts the data, checks it is finite (for the MSE only once a loss is not, in
+    ``finish``), builds the gram statistics and the initial carry; ``advance`` scans a range
+    of epochs; ``finish`` finds where the loss first became non-finite, computes the final
+    loss and, after a divergence, replays the run up to the last finite epoch. ``fit`` jits
+    all three as one program; the CLI's progress bar jits them separately and calls
+    ``advance`` chunk by chunk.
 
     The epoch loop carries only ``(params, opt_state)``: it is a scan over blocks of
     ``log_every`` epochs whose first epoch also emits its gradient, so logging and divergence
@@ -206,7 +207,10 @@ class Program:
         dtype = params["intercept"].dtype
         x = x.astype(dtype)
         y = y.astype(dtype)
-        finite = jnp.isfinite(x).all() & jnp.isfinite(y).all()
+        # With the MSE, NaN/inf anywhere in the data makes the first loss non-finite, so
+        # `finish` looks at the data only then (one pass less per fit); a custom loss might
+        # mask them, so it is checked up front.
+        finite = None if self.loss is mse else _data_finite(x, y)
         stats = _gram_stats(x, y) if self.method == "gram" else None
         carry0 = (params, self.optimizer.init(params))
         return (x, y, stats, finite, carry0), carry0
@@ -293,6 +297,10 @@ class Program:
             final = make_objective(self.loss, x.dtype)(p, x, y)
         epochs = self.epochs
         bad = ~jnp.isfinite(losses)
+        if finite is None:
+            finite = lax.cond(
+                bad.any() | ~jnp.isfinite(final), _data_finite, lambda *_: jnp.bool_(True), x, y
+            )
         div = jnp.where(
             bad.any(), jnp.argmax(bad), jnp.where(jnp.isfinite(final), -1, epochs)
         ).astype(jnp.int32)
@@ -565,7 +573,7 @@ def _cpu_layout(
 
     ``block`` is the row-block size of the blocked gradient (0: the whole-array gradient);
     ``shard`` is the mesh to ``shard_map`` it over (None: one device, or XLA's automatic
-    partitioning). Only for the default loss on CPU with at least 16 blocks of rows per
+    partitioning). Only for the default loss on CPU with at least 8 blocks of rows per
     device: on GPUs/TPUs XLA fuses the whole-array gradient into one pass by itself, and a
     custom loss need not be a sum over rows.
     """
@@ -573,7 +581,7 @@ def _cpu_layout(
         return None, 0
     block = max(1024, BLOCK_ROWS // (1 if data.p is None else data.p))
     rows = data.n if mesh is None else data.n // int(mesh.shape[mesh.axis_names[0]])
-    if rows < 16 * block:
+    if rows < 8 * block:
         return None, 0
     return (None if mesh is None else _data.auto_mesh(mesh)), block
 
