@@ -300,8 +300,9 @@ def _full_program(
         "err": _fd._ROUNDOFF_ULPS * eps * fmax / h,
         "step": h,
     }
-    scalars = jnp.stack([f0, jnp.all(jnp.isfinite(vals))]).astype(x.dtype)
-    return jnp.concatenate([jnp.stack([rows[k] for k in _FULL_ROWS]).ravel(), scalars])
+    table = jnp.stack([rows[k] for k in _FULL_ROWS])  # the wider of the in/output dtypes
+    scalars = jnp.stack([f0, jnp.all(jnp.isfinite(vals))]).astype(table.dtype)
+    return jnp.concatenate([table.ravel(), scalars])
 
 
 _FULL_ROWS = ("ad", "fd", "fwd", "bwd", "err", "step")

@@ -25,7 +25,9 @@ import jax
 
 __all__ = [
     "ONE_SHOT_COMPILER_OPTIONS",
+    "QUICK_RUN_COMPILER_OPTIONS",
     "DeviceNotFoundError",
+    "OneShotJit",
     "one_shot_jit",
     "resolve_device",
     "scoped",
