@@ -135,30 +135,7 @@ class GradCheckResult:
             f"check_grad ({self.mode}): {verdict}. autodiff = {self.autodiff}; "
             f"finite differences = {self.scheme}; rtol={fmt(self.rtol)}, atol={fmt(self.atol)}"
         )
-        if self.mode == "full":
-            headers = [
-                "leaf",
-                "shape",
-                "dtype",
-                "step",
-                "max abs err",
-                "max rel err",
-                "failed",
-                "kinks",
-                "status",
-            ]
-        else:
-            headers = [
-                "stage",
-                "shape",
-                "dtype",
-                "step",
-                "max abs err",
-                "max rel err",
-                "failed",
-                "kinks",
-                "status",
-            ]
+        headers = ["leaf" if self.mode == "full" else "stage", *_ROW_COLUMNS]
         rows: list[list[Any]] = [
             [r.path, "x".join(map(str, r.shape)) or "()", *list(r)[2:]] for r in self.leaves
         ]
@@ -238,6 +215,10 @@ class GradCheckResult:
 
 # --------------------------------------------------------------------------------------------
 # Jitted cores (cached per function, grad, input spec and settings).
+
+
+_ROW_COLUMNS = ("shape", "dtype", "step", "max abs err", "max rel err", "failed", "kinks", "status")
+"""The per-leaf (full mode) or per-stage (directional mode) columns of the result table."""
 
 
 def _flat_grad(
