@@ -65,6 +65,14 @@ from funcdiff.parity._torch import (
     require_torch,
     torch_available,
 )
+from funcdiff.parity.models._capture import tap
+from funcdiff.parity.models._compare import compare_model
+from funcdiff.parity.models._report import (
+    Finding,
+    LayerRow,
+    ModelParityResult,
+    ParamRow,
+)
 
 __all__ = [
     "DEFAULT_TOLERANCES",
@@ -74,8 +82,12 @@ __all__ = [
     "CatalogReport",
     "Divergence",
     "DivergenceMeasurement",
+    "Finding",
     "GoldenError",
+    "LayerRow",
+    "ModelParityResult",
     "OptimizerParityResult",
+    "ParamRow",
     "ParityResult",
     "ParityRow",
     "abs_like_torch",
@@ -83,6 +95,7 @@ __all__ = [
     "catalog",
     "clip_like_torch",
     "compare",
+    "compare_model",
     "compare_optimizers",
     "divergences",
     "fmax_like_torch",
@@ -104,6 +117,7 @@ __all__ = [
     "run_catalog",
     "softplus_like_torch",
     "std_like_torch",
+    "tap",
     "to_torch",
     "torch_available",
     "var_like_torch",
