@@ -65,13 +65,17 @@ from funcdiff.parity._torch import (
     require_torch,
     torch_available,
 )
-from funcdiff.parity.models._capture import tap
-from funcdiff.parity.models._compare import compare_model
-from funcdiff.parity.models._report import (
+from funcdiff.parity.models import (
     Finding,
     LayerRow,
     ModelParityResult,
     ParamRow,
+    WeightMapping,
+    WeightRow,
+    compare_model,
+    export_torch_weights,
+    load_torch_weights,
+    tap,
 )
 
 __all__ = [
@@ -90,6 +94,8 @@ __all__ = [
     "ParamRow",
     "ParityResult",
     "ParityRow",
+    "WeightMapping",
+    "WeightRow",
     "abs_like_torch",
     "atan2_like_torch",
     "catalog",
@@ -98,6 +104,7 @@ __all__ = [
     "compare_model",
     "compare_optimizers",
     "divergences",
+    "export_torch_weights",
     "fmax_like_torch",
     "from_torch",
     "gelu_like_torch",
@@ -106,6 +113,7 @@ __all__ = [
     "hard_sigmoid_like_torch",
     "hardtanh_like_torch",
     "leaky_relu_like_torch",
+    "load_torch_weights",
     "max_like_torch",
     "median_like_torch",
     "min_like_torch",

@@ -26,7 +26,7 @@ from funcdiff.parity._torch import require_torch
 from funcdiff.parity.models import _conventions as C
 from funcdiff.parity.models._capture import Recorder, capture_torch, recording
 from funcdiff.parity.models._instrument import instrument, jax_modules, layer_fn
-from funcdiff.parity.models._layout import (
+from funcdiff.parity.models._pairing import (
     act_to_jax,
     act_to_torch,
     align_layers,
