@@ -226,11 +226,11 @@ class TorchBN(torch.nn.Module):
 class TorchLikeBN(nnx.Module):
     """A BatchNorm with torch's update (unbiased running variance), stats in the input dtype."""
 
-    def __init__(self, n, momentum=0.1, eps=1e-5):
-        self.scale = nnx.Param(jnp.ones(n))
-        self.bias = nnx.Param(jnp.zeros(n))
-        self.mean = nnx.BatchStat(jnp.zeros(n))
-        self.var = nnx.BatchStat(jnp.ones(n))
+    def __init__(self, n, momentum=0.1, eps=1e-5, dtype=np.float32):
+        self.scale = nnx.Param(np.ones(n, dtype))
+        self.bias = nnx.Param(np.zeros(n, dtype))
+        self.mean = nnx.BatchStat(np.zeros(n, dtype))
+        self.var = nnx.BatchStat(np.ones(n, dtype))
         self.momentum, self.epsilon, self.training = momentum, eps, True
 
     def __call__(self, x):
@@ -263,7 +263,7 @@ def _bn_port(bn):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_torch_like_batchnorm_agrees_in_train_mode(dtype):
-    t, j = _bn_port(TorchLikeBN(4))
+    t, j = _bn_port(TorchLikeBN(4, dtype=dtype))
     r = compare_model(j, t, _x(8, 3, dtype=dtype), train=True)
     assert r.ok, str(r)
     assert {p.torch_name for p in r.params if p.quantity == "state"} == {
@@ -287,6 +287,19 @@ def test_batchnorm_unbiased_running_var():
     bad = {p.torch_name for p in r.params if not p.passed}
     assert bad == {"bn.running_var"}
     assert "batchnorm-running-var" in {f.rule for f in r.diagnosis}
+
+
+def test_float32_statistics_in_a_float64_run():
+    t, j = _bn_port(nnx.BatchNorm(4, momentum=0.9, rngs=nnx.Rngs(0)))
+    with torch.no_grad():
+        t.bn.running_mean.uniform_(-1, 1)
+        t.bn.running_var.uniform_(0.5, 2)
+    j.bn.mean[...] = _np(t.bn.running_mean)
+    j.bn.var[...] = _np(t.bn.running_var)
+    r = compare_model(j, t, _x(8, 3, dtype=np.float64))
+    assert r.ok, str(r)  # the compared copy is cast to float64, like torch's
+    f = next(f for f in r.diagnosis if f.rule == "lower-precision")
+    assert f.entry == "flax-batchnorm-float32-stats" and "mean" in f.jax_setting
 
 
 def test_dropout_refused_in_train_mode():

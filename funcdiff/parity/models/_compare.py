@@ -21,7 +21,7 @@ import numpy as np
 from funcdiff._config import scoped
 from funcdiff._validation import check_positive_float, is_float_dtype
 from funcdiff.parity import _measure as M
-from funcdiff.parity._compare import ParityRow, compare_arrays
+from funcdiff.parity._compare import DEFAULT_TOLERANCES, ParityRow, compare_arrays
 from funcdiff.parity._torch import require_torch
 from funcdiff.parity.models import _conventions as C
 from funcdiff.parity.models._capture import Recorder, capture_torch, recording
@@ -226,7 +226,9 @@ def compare_model(
             jmods = [(p, m) for p, m in jax_modules(jax_model, framework) if _callable_layer(m)]
             pairs = align_layers(torch_module, jmods)
             hook_names = [t for t, _, _ in pairs]
-        prog = instrument(jax_model, framework, [j for _, j, _ in pairs], train=train)
+        prog = instrument(
+            jax_model, framework, [j for _, j, _ in pairs], train=train, dtype=np.dtype(dtype)
+        )
         jxs = [jnp.asarray(x) for x in xs]
         fidx = [i for i, x in enumerate(xs) if is_float_dtype(x.dtype)]
         rec = Recorder()
@@ -335,7 +337,11 @@ def compare_model(
                     f"The JAX model ({framework}) raised in the forward/backward run: "
                     f"{type(e).__name__}: {e}"
                 ) from None
-        r, a = tol["rtol"], tol["atol"]
+        # the run's dtype sets the tolerance, not the JAX array's: a float32 statistic in a
+        # float64 run is held to float64 tolerances
+        d_rtol, d_atol = DEFAULT_TOLERANCES.get(dtype, DEFAULT_TOLERANCES["float32"])
+        r = d_rtol if tol["rtol"] is None else tol["rtol"]
+        a = d_atol if tol["atol"] is None else tol["atol"]
         rows = _layer_rows(
             pairs, tc, rec, prog, xs, fidx, grads, out, r, a, isolate, notes, torch_module
         )
@@ -349,6 +355,7 @@ def compare_model(
             train=train,
             trace_order=trace_order,
             torch_order=tc.pre_order,
+            model_layers=dict(jax_modules(jax_model, framework)) if framework != "function" else {},
         )
     first = _first_divergence(rows, prows, pairs)
     base = (first or "").split("#")[0]

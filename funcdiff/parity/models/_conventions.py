@@ -130,9 +130,12 @@ def check_conventions(
     train: bool,
     trace_order: list[str],
     torch_order: list[str],
+    model_layers: dict[str, Any] | None = None,
 ) -> list[Finding]:
-    """Every finding on the aligned pairs (see the module docstring)."""
+    """Every finding on the aligned pairs (see the module docstring); ``model_layers`` are the
+    user's own JAX layers by path (before the copy was cast)."""
     out: list[Finding] = []
+    model_layers = model_layers or {}
     for tname, jpath, kind in pairs:
         tm = torch_module.get_submodule(tname)
         jm = prog.modules.get(jpath)
@@ -140,11 +143,47 @@ def check_conventions(
             continue
         jt = type(jm).__name__
         out.extend(_static(tname, kind, tm, jm, jt, prog.framework, train))
+        if dtype == "float64":
+            out.extend(_low_leaves(tname, kind, model_layers.get(jpath), prog))
         jaxpr = _layer_jaxpr(prog, rec, jpath, jpath)
         if jaxpr is not None:
             out.extend(_from_jaxpr(tname, kind, tm, jaxpr, dtype, rec, jpath))
     out.extend(_layer_order(pairs, trace_order, torch_order))
     return out
+
+
+def _low_leaves(tname: str, kind: str, jm: Any, prog: Any) -> list[Finding]:
+    """Float32 statistics in the user's JAX layer (the compared copy is cast to float64, but
+    the user's own float64 training would keep them float32)."""
+    if jm is None:
+        return []
+    if prog.framework == "nnx":
+        from flax import nnx
+
+        leaves = {
+            ".".join(map(str, p)): v.get_value()
+            for p, v in nnx.iter_graph(jm)
+            if isinstance(v, nnx.BatchStat) and len(p) == 1
+        }
+    else:
+        return []
+    low = sorted(
+        k
+        for k, v in leaves.items()
+        if np.dtype(getattr(v, "dtype", np.float64)) in (np.float32, np.float16)
+    )
+    if not low:
+        return []
+    return [
+        _f(
+            tname,
+            "lower-precision",
+            "float64 statistics",
+            f"float32 {', '.join(low)} (cast for this comparison)",
+            "a BatchNorm whose statistics follow the input dtype (nnx.BatchNorm keeps float32)",
+            "flax-batchnorm-float32-stats",
+        )
+    ]
 
 
 def _static(

@@ -128,8 +128,19 @@ def _set_nnx(model: Any, path: str, value: Any) -> None:
         setattr(parent, last, value)
 
 
-def instrument(model: Any, framework: str, paths: list[str], *, train: bool) -> JaxProgram:
+def _cast(x: Any, dtype: Any) -> Any:
+    if hasattr(x, "dtype") and jax.numpy.issubdtype(x.dtype, jax.numpy.floating):
+        return jax.numpy.asarray(x, dtype)
+    return x
+
+
+def instrument(
+    model: Any, framework: str, paths: list[str], *, train: bool, dtype: Any = None
+) -> JaxProgram:
     """Builds the recorded program (see the module docstring).
+
+    With ``dtype``, the copy's floating weights and statistics are cast to it (as the torch
+    copy is), so a float64 comparison of a float32 model runs in float64 throughout.
 
     Raises:
       ValueError: dropout with a rate > 0 is active in training mode.
@@ -146,6 +157,10 @@ def instrument(model: Any, framework: str, paths: list[str], *, train: bool) -> 
     if framework == "nnx":
         nnx = _nnx()
         work = nnx.clone(model)
+        if dtype is not None:
+            for _, v in nnx.iter_graph(work):
+                if isinstance(v, nnx.Variable) and hasattr(v.get_value(), "dtype"):
+                    v.set_value(_cast(v.get_value(), dtype))
         if train:
             work.train()
         else:
@@ -179,6 +194,8 @@ def instrument(model: Any, framework: str, paths: list[str], *, train: bool) -> 
         return JaxProgram("nnx", params, rest, run_nnx, modules, nnx_paths)
     eqx = _eqx()
     base = eqx.nn.inference_mode(model, value=not train)
+    if dtype is not None:
+        base = jax.tree_util.tree_map(lambda x: _cast(x, dtype), base)
     modules = dict(jax_modules(base, "equinox"))
     _refuse_dropout(modules, train)
     work = base
