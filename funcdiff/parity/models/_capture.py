@@ -102,34 +102,29 @@ class Recorder:
 
     def identity(self, key: str, x: Any, *, grad: bool) -> Any:
         """``x`` unchanged; its value (and, with ``grad``, its cotangent) sent to the host."""
-        sds = jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
         fwd_store = self._store(self.values, key)
         bwd_store = self._store(self.grads, key) if grad else None
 
         @jax.custom_vjp
         def ident(v: Any) -> Any:
-            return jax.pure_callback(fwd_store, sds, v, vmap_method="expand_dims")
+            return to_host(fwd_store, v)
 
         def fwd(v: Any) -> tuple[Any, None]:
             return ident(v), None
 
         def bwd(_: None, g: Any) -> tuple[Any]:
-            if bwd_store is None:
-                return (g,)
-            gs = jax.ShapeDtypeStruct(jnp.shape(g), jnp.result_type(g))
-            return (jax.pure_callback(bwd_store, gs, g, vmap_method="expand_dims"),)
+            return (g if bwd_store is None else to_host(bwd_store, g),)
 
         ident.defvjp(fwd, bwd)
         return ident(x)
 
     def input(self, key: str, x: Any) -> Any:
         """``x`` unchanged; its value sent to the host (one float input of a layer call)."""
-        sds = jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
         store = self._store(self.inputs, key)
 
         @jax.custom_vjp
         def ident(v: Any) -> Any:
-            return jax.pure_callback(store, sds, v, vmap_method="expand_dims")
+            return to_host(store, v)
 
         ident.defvjp(lambda v: (ident(v), None), lambda _, g: (g,))
         return ident(x)
@@ -162,6 +157,29 @@ class Recorder:
 
     def reset_values(self) -> None:
         self.values, self.grads, self.inputs = {}, {}, {}
+
+
+def to_host(store: Callable[[Any], Any], x: Any) -> Any:
+    """``x`` unchanged, with ``store`` called on its value on the host.
+
+    float64 travels as its bits (``uint32`` pairs): JAX canonicalises a callback's arguments
+    and results with the x64 setting of the thread that runs it, and XLA runs callbacks of
+    larger programs on worker threads, where the scoped x64 of the caller does not hold.
+    """
+    dtype = jnp.result_type(x)
+    if dtype == jnp.float64:
+        bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+
+        def via_bits(b: Any) -> Any:
+            b = np.ascontiguousarray(np.asarray(b))
+            store(b.view(np.float64)[..., 0])
+            return b
+
+        sds = jax.ShapeDtypeStruct(bits.shape, bits.dtype)
+        out = jax.pure_callback(via_bits, sds, bits, vmap_method="expand_dims")
+        return jax.lax.bitcast_convert_type(out, jnp.float64)
+    sds = jax.ShapeDtypeStruct(jnp.shape(x), dtype)
+    return jax.pure_callback(store, sds, x, vmap_method="expand_dims")
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from funcdiff.parity.models._pairing import (
     act_to_jax,
     act_to_torch,
     align_layers,
-    layout_of,
+    best_layout,
     param_pairs,
 )
 from funcdiff.parity.models._report import Finding, LayerRow, ModelParityResult, ParamRow
@@ -425,7 +425,9 @@ def _layer_rows(
         jv, tv = rec.value(jkey), tc.values.get(tkey)
         note = "" if jv is not None else "not called on the JAX side"
         jins, tins = rec.layer_inputs(jkey), tc.inputs.get(tkey)
-        pref = layout_of(jins[0].shape, tins[0].shape) if jins and tins else None
+        # layouts: by shape, ties (equal sizes) broken by the smaller error
+        pin = best_layout(jins[0], tins[0]) if jins and tins else None
+        pref = best_layout(jv, tv) or pin
         fwd = _row_or_none("value", tkey, jv, tv, r, a, pref)
         grad = _row_or_none("grad", tkey, rec.grad(jkey), tc.grads.get(tkey), r, a, pref)
         inrow = None
@@ -446,7 +448,7 @@ def _layer_rows(
             else:
                 try:
                     conv = [
-                        jnp.asarray(act_to_jax(t, j.shape, pref))
+                        jnp.asarray(act_to_jax(t, j.shape, best_layout(j, t)))
                         for t, j in zip(tins, jins, strict=True)
                     ]
                     res = _first_float(fn(*conv))
