@@ -133,9 +133,18 @@ class Recorder:
 
     @staticmethod
     def _one(vals: list[np.ndarray] | None) -> np.ndarray | None:
+        """The recorded value; several (a tap inside ``scan``) stacked along a new axis 0.
+
+        XLA may run a pure callback more than once for one value (rematerialisation), so
+        exact repeats of the previous value are dropped first.
+        """
         if not vals:
             return None
-        return vals[0] if len(vals) == 1 else np.stack(vals)
+        kept = [vals[0]]
+        for v in vals[1:]:
+            if not (v.shape == kept[-1].shape and np.array_equal(v, kept[-1], equal_nan=True)):
+                kept.append(v)
+        return kept[0] if len(kept) == 1 else np.stack(kept)
 
     def value(self, key: str) -> np.ndarray | None:
         return self._one(self.values.get(key))

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcdiff._config import scoped
+from funcdiff._config import ONE_SHOT_COMPILER_OPTIONS, OneShotJit, scoped
 from funcdiff._validation import check_positive_float, is_float_dtype
 from funcdiff.parity import _measure as M
 from funcdiff.parity._compare import DEFAULT_TOLERANCES, ParityRow, compare_arrays
@@ -36,6 +36,9 @@ from funcdiff.parity.models._pairing import (
 from funcdiff.parity.models._report import Finding, LayerRow, ModelParityResult, ParamRow
 
 __all__ = ["compare_model"]
+
+# the forward+backward program runs once: compile it with the CPU one-shot options
+_RUN_OPTIONS = ONE_SHOT_COMPILER_OPTIONS
 
 
 def _framework(jax_model: Any, torch: Any) -> str:
@@ -328,7 +331,7 @@ def compare_model(
 
         with recording(rec):
             try:
-                out, grads, new_rest = jax.jit(core)(
+                out, grads, new_rest = OneShotJit(core, _RUN_OPTIONS)(
                     prog.params, prog.rest, [jxs[i] for i in fidx], jcots
                 )
                 jax.block_until_ready(grads)
