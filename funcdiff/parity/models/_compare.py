@@ -348,7 +348,9 @@ def compare_model(
         rows = _layer_rows(
             pairs, tc, rec, prog, xs, fidx, grads, out, r, a, isolate, notes, torch_module
         )
-        prows = _param_rows(pairs, tc, prog, grads[0], new_rest, torch_module, train, r, a, notes)
+        prows = _param_rows(
+            pairs, tc, prog, grads[0], new_rest, torch_module, train, r, a, notes, jax_model
+        )
         findings = C.check_conventions(
             pairs,
             torch_module,
@@ -484,8 +486,48 @@ def _layer_rows(
     return rows
 
 
+def _exported_grads(
+    jax_model: Any, prog: Any, torch_module: Any, gpaths: dict[str, Any], wanted: list[str]
+) -> dict[str, tuple[str, np.ndarray]]:
+    """JAX gradients in torch's names and layouts through ``export_torch_weights`` (fused
+    RNN gates, attention projections: layouts the name pairing does not know). A torch bias
+    that was summed into one JAX bias gets that bias's gradient. Empty when export fails."""
+    from funcdiff.parity.models._frameworks import set_leaves
+    from funcdiff.parity.models._weights import export_torch_weights, load_torch_weights
+
+    try:
+        torch = require_torch()
+        dtype = np.asarray(next(iter(gpaths.values()))).dtype
+        tm = copy.deepcopy(torch_module).to(getattr(torch, dtype.name))
+        if prog.framework == "nnx":
+            from flax import nnx
+
+            jax_model = nnx.clone(jax_model)
+        mapping = load_torch_weights(jax_model, tm, strict=False)
+        model = set_leaves(mapping.model, {p: np.asarray(g) for p, g in gpaths.items()})
+        sd = export_torch_weights(model, tm)
+    except Exception:
+        return {}
+    rows: dict[str, list[Any]] = {}
+    for row in mapping.rows:  # "a.bias_ih_l0 + a.bias_hh_l0": one JAX bias from two tensors
+        for part in row.torch_name.split(" + "):
+            rows.setdefault(part, []).append(row)
+    out: dict[str, tuple[str, np.ndarray]] = {}
+    for name in wanted:
+        mine = rows.get(name)
+        if name not in sd or not mine:
+            continue
+        src = name
+        summed = any(" + " in row.torch_name for row in mine)
+        if summed and "bias_hh" in name and name.replace("bias_hh", "bias_ih") in sd:
+            src = name.replace("bias_hh", "bias_ih")  # export put the sum there, zeros here
+        jpath = mine[0].jax_path if len(mine) == 1 else mine[0].jax_layer
+        out[name] = (jpath, sd[src].detach().cpu().numpy())
+    return out
+
+
 def _param_rows(
-    pairs, tc, prog, pgrads, new_rest, torch_module, train, r, a, notes
+    pairs, tc, prog, pgrads, new_rest, torch_module, train, r, a, notes, jax_model=None
 ) -> list[ParamRow]:
     if prog.framework == "function":
         if tc.param_grads:
@@ -514,6 +556,22 @@ def _param_rows(
                 ),
             )
         )
+    if unmatched:
+        exported = _exported_grads(jax_model, prog, torch_module, gpaths, unmatched)
+        for tname in list(unmatched):
+            tg = tc.param_grads.get(tname)
+            if tname not in exported or tg is None:
+                continue
+            jpath, g = exported[tname]
+            out.append(
+                ParamRow(
+                    tname,
+                    jpath,
+                    "grad",
+                    compare_arrays("grad", tname, g, tg, r, a, check_dtype=False),
+                )
+            )
+            unmatched.remove(tname)
     if unmatched:
         notes.append(
             f"parameters not paired (gradients not compared): {', '.join(unmatched[:8])}"
@@ -605,6 +663,3 @@ def _post_rank(x: LayerRow, layers: list[LayerRow]) -> tuple[int, ...]:
 
 def _order_findings(findings: list[Finding], first: str | None) -> list[Finding]:
     return sorted(findings, key=lambda f: (f.layer != (first or "").split("#")[0],))
-
-
-_ = copy

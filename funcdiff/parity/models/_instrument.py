@@ -161,6 +161,10 @@ def instrument(
             for _, v in nnx.iter_graph(work):
                 if isinstance(v, nnx.Variable) and hasattr(v.get_value(), "dtype"):
                     v.set_value(_cast(v.get_value(), dtype))
+            for _, sub in nnx.iter_modules(work):  # carries and new arrays follow param_dtype
+                pd = getattr(sub, "param_dtype", None)
+                if pd is not None and jax.numpy.issubdtype(pd, jax.numpy.floating):
+                    object.__setattr__(sub, "param_dtype", dtype)
         if train:
             work.train()
         else:
