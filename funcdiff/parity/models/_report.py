@@ -311,7 +311,7 @@ def _grouped(findings: tuple[Finding, ...]) -> list[tuple[str, ...]]:
     for f in findings:
         key = (f.rule, f.torch_setting, f.jax_setting, f.fix, f.entry)
         groups.setdefault(key, []).append(f.layer)
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for (rule, t, j, fix, entry), layers in groups.items():
         where = ", ".join(layers[:2]) + (f" (+{len(layers) - 2} more)" if len(layers) > 2 else "")
         rows.append((where, rule, t, j, fix, entry or "-"))
