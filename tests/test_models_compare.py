@@ -12,7 +12,13 @@ torch = pytest.importorskip("torch")
 nnx = pytest.importorskip("flax.nnx")
 eqx = pytest.importorskip("equinox")
 
-from funcdiff.parity import ModelParityResult, compare_model, get_divergence, tap  # noqa: E402
+from funcdiff.parity import (  # noqa: E402
+    ModelParityResult,
+    compare_model,
+    get_divergence,
+    load_torch_weights,
+    tap,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -598,3 +604,45 @@ def test_bad_input():
         compare_model(lambda x: x @ jnp.ones((9, 9)), t, _x(2, 3))
     with pytest.raises(TypeError, match="`loss`"):
         compare_model(lambda x: x, t, _x(2, 3), loss=3)
+
+
+# ---- nnx.MultiHeadAttention ----------------------------------------------------------------
+
+
+class TorchMHA(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(9)
+        self.attn = torch.nn.MultiheadAttention(4, 2, batch_first=True)
+
+    def forward(self, x, pad):
+        return self.attn(x, x, x, key_padding_mask=pad, need_weights=False)[0]
+
+
+class NnxMHA(nnx.Module):
+    def __init__(self, invert):
+        self.attn = nnx.MultiHeadAttention(2, 4, qkv_features=4, decode=False, rngs=nnx.Rngs(0))
+        self.invert = invert
+
+    def __call__(self, x, pad):
+        keep = ~pad if self.invert else pad  # torch: True = masked out; flax: True = attend
+        return self.attn(x, x, x, mask=keep[:, None, None, :])
+
+
+def test_nnx_attention_mask_and_float32_softmax():
+    t = TorchMHA()
+    x = _x(2, 3, 4, dtype=np.float64)
+    pad = np.array([[False, False, True], [False, True, True]])
+    right = NnxMHA(invert=True)
+    assert load_torch_weights(right, t).ok
+    assert compare_model(right, t, x.astype(np.float32), pad).ok
+    r64 = compare_model(right, t, x, pad)  # the softmax runs in float32 inside
+    assert not r64.ok and r64.first_divergence == "attn"
+    f = next(f for f in r64.diagnosis if f.rule == "lower-precision")
+    assert f.entry == "dot-product-attention-float32-softmax"
+    assert max(r64.layers[1].forward_error, 0) < 1e-6  # float32 round-off, not a bug
+    wrong = NnxMHA(invert=False)
+    load_torch_weights(wrong, t)
+    r = compare_model(wrong, t, x.astype(np.float32), pad)
+    assert not r.ok and r.first_divergence == "attn"
+    assert "attention-mask-polarity" in {f.rule for f in r.diagnosis}

@@ -64,6 +64,7 @@ class CallInfo:
     float_ndims: list[int]  # ndim of each float input inside the trace (to undo vmaps)
     out_ndim: int | None
     other_arrays: bool  # non-float array inputs (masks, indices): isolation is skipped
+    specs: list[Any] = dataclasses.field(default_factory=list)  # ShapeDtypeStruct per array leaf
 
 
 class Recorder:
@@ -271,6 +272,10 @@ def record_call(name: str, fn: Callable[..., Any], args: Any, kwargs: Any) -> An
         [int(np.ndim(leaves[i])) for i in float_pos],
         None if o is None else int(np.ndim(out_leaves[o])),
         other,
+        [
+            jax.ShapeDtypeStruct(np.shape(v), v.dtype) if hasattr(v, "shape") else None
+            for v in leaves
+        ],
     )
     if o is None:
         return out

@@ -44,10 +44,8 @@ import math
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from funcdiff.parity.models._instrument import layer_fn
 from funcdiff.parity.models._report import Finding
 
 __all__ = ["RULES", "check_conventions", "suspect"]
@@ -100,12 +98,22 @@ def _eqs(jaxpr: Any) -> list[Any]:
 
 
 def _layer_jaxpr(prog: Any, rec: Any, key: str, path: str) -> Any:
-    fn = layer_fn(prog, rec, key, path)
-    ins = rec.layer_inputs(key)
-    if fn is None or ins is None:
+    """The JAX layer's jaxpr on abstract inputs shaped as in its recorded call (masks too)."""
+    info = rec.calls.get(key)
+    layer = prog.modules.get(path)
+    if info is None or layer is None or not info.specs:
         return None
+    where = [i for i, s in enumerate(info.specs) if s is not None]
+
+    def call(*arrays: Any) -> Any:
+        leaves = list(info.leaves)
+        for i, a in zip(where, arrays, strict=True):
+            leaves[i] = a
+        args, kwargs = jax.tree_util.tree_unflatten(info.treedef, leaves)
+        return layer(*args, **kwargs)
+
     try:
-        return jax.make_jaxpr(fn)(*[jnp.asarray(x) for x in ins]).jaxpr
+        return jax.make_jaxpr(call)(*[info.specs[i] for i in where]).jaxpr
     except Exception:
         return None
 
@@ -485,7 +493,7 @@ def suspect(tname: str, tm: Any, row: Any) -> list[Finding]:
                 tname,
                 "avg-pool-count-include-pad",
                 "count_include_pad=False",
-                "unknown (pure function)",
+                "not read from the JAX side",
                 "flax avg_pool(..., count_include_pad=False)",
             )
         )
@@ -495,7 +503,7 @@ def suspect(tname: str, tm: Any, row: Any) -> list[Finding]:
                 tname,
                 "pool-ceil-mode",
                 "ceil_mode=True",
-                "unknown (pure function)",
+                "not read from the JAX side",
                 "pad the input on the right by stride - 1",
             )
         )
@@ -509,7 +517,7 @@ def suspect(tname: str, tm: Any, row: Any) -> list[Finding]:
                 tname,
                 "strided-same-padding",
                 f"padding={tm.padding}, stride={tm.stride}",
-                "unknown (pure function)",
+                "not read from the JAX side",
                 "explicit symmetric padding, not 'SAME'",
             )
         )
@@ -519,7 +527,7 @@ def suspect(tname: str, tm: Any, row: Any) -> list[Finding]:
                 tname,
                 "norm-epsilon",
                 f"eps={tm.eps:g}",
-                "unknown (pure function)",
+                "not read from the JAX side",
                 f"epsilon={tm.eps:g}",
             )
         )
@@ -529,7 +537,7 @@ def suspect(tname: str, tm: Any, row: Any) -> list[Finding]:
                 tname,
                 "gelu-approximation",
                 f"GELU approximate={sorted(_torch_gelus(tm))}",
-                "unknown (pure function)",
+                "not read from the JAX side",
                 "jax.nn.gelu(x, approximate=False)",
             )
         )
