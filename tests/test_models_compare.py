@@ -646,3 +646,45 @@ def test_nnx_attention_mask_and_float32_softmax():
     r = compare_model(wrong, t, x.astype(np.float32), pad)
     assert not r.ok and r.first_divergence == "attn"
     assert "attention-mask-polarity" in {f.rule for f in r.diagnosis}
+
+
+# ---- Equinox with state: (module, eqx.nn.State) ----------------------------------------------
+
+
+class EqxBN(eqx.Module):
+    fc: eqx.nn.Linear
+    bn: eqx.nn.BatchNorm
+
+    def __init__(self, mode):
+        self.fc = eqx.nn.Linear(3, 4, key=jax.random.key(0))
+        self.bn = eqx.nn.BatchNorm(4, "batch", momentum=0.9, mode=mode)
+
+    def __call__(self, x, state):
+        h = jax.vmap(self.fc)(x)
+        return jax.vmap(self.bn, axis_name="batch", in_axes=(0, None), out_axes=(0, None))(h, state)
+
+
+def _eqx_bn_port(mode):
+    t = TorchBN()
+    module, state = eqx.nn.make_with_state(EqxBN)(mode)
+    module = eqx.tree_at(
+        lambda m: (m.fc.weight, m.fc.bias),
+        module,
+        (jnp.asarray(_np(t.fc.weight)), jnp.asarray(_np(t.fc.bias))),
+    )
+    return t, (module, state)
+
+
+def test_equinox_batchnorm_with_state():
+    x = _x(8, 3)
+    t, pair = _eqx_bn_port("batch")
+    assert compare_model(pair, t, x).ok  # eval: the running statistics are torch's initial ones
+    r = compare_model(pair, t, x, train=True)  # eqx, like flax, keeps the biased variance
+    assert not r.ok and r.first_divergence == "bn"
+    assert {p.torch_name for p in r.params if not p.passed} == {"bn.running_var"}
+    assert "batchnorm-running-var" in {f.rule for f in r.diagnosis}
+    t, pair = _eqx_bn_port("ema")
+    r = compare_model(pair, t, x)
+    assert not r.ok and r.first_divergence == "bn"
+    f = next(f for f in r.diagnosis if f.rule == "equinox-batchnorm-ema")
+    assert f.entry == "equinox-batchnorm-ema"

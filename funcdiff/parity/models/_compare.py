@@ -57,7 +57,12 @@ def _framework(jax_model: Any, torch: Any) -> str:
     try:
         import equinox as eqx
 
-        if isinstance(jax_model, eqx.Module):
+        if isinstance(jax_model, eqx.Module) or (
+            isinstance(jax_model, tuple)
+            and len(jax_model) == 2
+            and isinstance(jax_model[0], eqx.Module)
+            and isinstance(jax_model[1], eqx.nn.State)
+        ):
             return "equinox"
     except ImportError:
         pass
@@ -364,7 +369,17 @@ def compare_model(
         )
     first = _first_divergence(rows, prows, pairs)
     base = (first or "").split("#")[0]
-    if base and base in torch_names and not any(f.layer == base for f in findings):
+    # torch-side suspects where the JAX side cannot be read: a pure function, or attention
+    # masks (runtime values)
+    if (
+        base
+        and base in torch_names
+        and not any(f.layer == base for f in findings)
+        and (
+            framework == "function"
+            or type(torch_module.get_submodule(base)).__name__ == "MultiheadAttention"
+        )
+    ):
         findings = [*findings, *C.suspect(base, torch_module.get_submodule(base), None)]
     findings = _order_findings(findings, first)
     return ModelParityResult(
@@ -600,7 +615,41 @@ def _param_rows(
                     ),
                 )
             )
+        if prog.framework == "equinox" and isinstance(jax_model, tuple):  # state by export
+            for tname, (jpath, v) in _exported_state(jax_model[0], new_rest, torch_module).items():
+                tb = tc.buffers.get(tname)
+                if tb is not None:
+                    row = compare_arrays("state", tname, v, tb, r, a, check_dtype=False)
+                    out.append(ParamRow(tname, jpath, "state", row))
+        done = {p.torch_name for p in out if p.quantity == "state"}
+        left = sorted(set(tc.buffers) - done)
+        if left:
+            notes.append(f"running statistics not compared: {', '.join(left)}")
     return out
+
+
+def _exported_state(module: Any, state: Any, torch_module: Any) -> dict[str, tuple[str, Any]]:
+    """Equinox running statistics after the step, in torch's names (``export_torch_weights``
+    of the ``(module, new state)`` pair)."""
+    from funcdiff.parity.models._weights import export_torch_weights, load_torch_weights
+
+    try:
+        torch = require_torch()
+        leaf = _first_float(state)
+        tm = copy.deepcopy(torch_module).to(getattr(torch, np.dtype(leaf.dtype).name))
+        sd = export_torch_weights((module, state), tm)
+    except Exception:
+        return {}
+    try:
+        mapping = load_torch_weights((module, state), tm, strict=False)
+        rows = {row.torch_name: row.jax_path for row in mapping.rows}
+    except Exception:
+        rows = {}
+    return {
+        n: (rows.get(n, "?"), sd[n].detach().cpu().numpy())
+        for n in sd
+        if n.endswith(("running_mean", "running_var"))
+    }
 
 
 def _first_divergence(rows: list[LayerRow], prows: list[ParamRow], pairs: Any) -> str | None:

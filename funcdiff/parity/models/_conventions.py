@@ -289,13 +289,14 @@ def _static(
                     f"momentum={1 - float(tmom):g}",
                 )
             )
-        if fw == "nnx" and jt == "BatchNorm" and train:
+        if jt == "BatchNorm" and train:
+            lib = "nnx.BatchNorm" if fw == "nnx" else "eqx.nn.BatchNorm"
             out.append(
                 _f(
                     tname,
                     "batchnorm-running-var",
                     "running_var updated with the unbiased batch variance",
-                    "nnx.BatchNorm updates var with the biased batch variance",
+                    f"{lib} updates var with the biased batch variance",
                     "a BatchNorm that updates var with n/(n-1) times the batch variance",
                 )
             )

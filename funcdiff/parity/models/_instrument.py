@@ -59,6 +59,8 @@ def jax_modules(model: Any, framework: str) -> Iterator[tuple[str, Any]]:
         return
     if framework == "equinox":
         eqx = _eqx()
+        if isinstance(model, tuple):
+            model = model[0]
 
         def walk(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
             if isinstance(node, eqx.Module):
@@ -197,6 +199,11 @@ def instrument(
 
         return JaxProgram("nnx", params, rest, run_nnx, modules, nnx_paths)
     eqx = _eqx()
+    state = None
+    if isinstance(model, tuple):  # (module, eqx.nn.State): called as module(*inputs, state)
+        model, state = model
+        if dtype is not None:
+            state = jax.tree_util.tree_map(lambda x: _cast(x, dtype), state)
     base = eqx.nn.inference_mode(model, value=not train)
     if dtype is not None:
         base = jax.tree_util.tree_map(lambda x: _cast(x, dtype), base)
@@ -210,13 +217,19 @@ def instrument(
     params, static = eqx.partition(work, eqx.is_inexact_array)
 
     def run_eqx(params: Any, rest: Any, xs: tuple[Any, ...]) -> tuple[Any, Any]:
-        return eqx.combine(params, static)(*xs), rest
+        m = eqx.combine(params, static)
+        if state is None:
+            return m(*xs), rest
+        out, new_state = m(*xs, rest)
+        return out, new_state
 
     def eqx_paths(tree: Any) -> dict[str, Any]:
         flat = jax.tree_util.tree_flatten_with_path(tree)[0]
         return {_dotted(p): v for p, v in flat}
 
-    return JaxProgram("equinox", params, {}, run_eqx, modules, eqx_paths)
+    return JaxProgram(
+        "equinox", params, {} if state is None else state, run_eqx, modules, eqx_paths
+    )
 
 
 def _refuse_dropout(modules: dict[str, Any], train: bool) -> None:
