@@ -8,14 +8,19 @@ Two sources, tried in this order:
    names (``"encoder.layers.0.linear1.weight"``). The template is expanded with the match's
    groups (``r"blocks.\\1.mlp.fc1"``) and names a JAX layer (or a leaf, whose layer is then
    used). A template of ``None`` leaves that torch layer (or tensor) out on purpose.
-2. Order: the remaining JAX layers, in definition order, each take the first remaining torch
+2. Same names: a JAX layer whose path equals a torch layer's name (``layer1.0.conv1`` on both
+   sides; an ``nnx.RNN``'s ``lstm.cell`` counts as ``lstm``) takes it when the kind is
+   compatible and the shapes fit.
+3. Order: the remaining JAX layers, in definition order, each take the first remaining torch
    layer (in definition order) of a compatible kind whose tensors, after the layout rule, have
    exactly the JAX leaves' shapes. Layers of a compatible kind left over on both sides are then
    paired in order and reported as shape mismatches.
 
 Order alignment cannot tell apart two layers of the same kind and shape defined in a different
 order on the two sides; the alignment is in the record (``WeightMapping.layers``) for that reason,
-and ``rules`` fix it.
+and ``rules`` fix it. Note that an NNX module rebuilt by ``nnx.merge`` or ``nnx.eval_shape``
+lists its attributes alphabetically, not in definition order (flax sorts its graph state), so
+for such a module "definition order" is alphabetical order.
 
 Examples:
   >>> from funcdiff.parity.models._align import torch_layers
@@ -183,7 +188,7 @@ class Pair(NamedTuple):
       jax: the JAX layer.
       spec: the layout rule.
       plan: the rule applied (None when a rule-named pair cannot be loaded at all).
-      how: ``"rule"`` (named by ``rules``) or ``"order"``.
+      how: ``"rule"`` (named by ``rules``), ``"name"`` (same name) or ``"order"``.
       problems: shape mismatches and other reasons the pair does not load.
     """
 
@@ -341,6 +346,19 @@ def align(
             notes.append(f"rules[{i}] ({rx.pattern!r}) matched no torch layer or tensor")
 
     free_jax = [jl for jl in jax_layers if jl.path not in taken_jax]
+    # same names on both sides (the usual port keeps torch's attribute names): pair those first
+    by_name = {tl.name: tl for tl in free_torch}
+    for jl in list(free_jax):
+        name = jl.path[: -len(".cell")] if jl.path.endswith(".cell") else jl.path
+        tl = by_name.get(jl.path) or by_name.get(name)
+        if tl is None or tl not in free_torch:
+            continue
+        spec = spec_for(jl)
+        plan, problems = _try(jl, tl, spec)
+        if plan is not None and not problems:
+            pairs.append(Pair(tl, jl, spec, plan, "name", ()))
+            free_torch.remove(tl)
+            free_jax.remove(jl)
     deferred: list[JaxLayer] = []
     for jl in free_jax:
         spec = spec_for(jl)

@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 Framework = Literal["nnx", "equinox", "pytree", "function"]
+_COLLECTIONS = ("params", "batch_stats")
 Key = str | int
 
 
@@ -251,7 +252,7 @@ def _walk_pytree(obj: Any, key: tuple[Key, ...]) -> Iterator[tuple[tuple[Key, ..
         for i, value in enumerate(obj):
             yield from _walk_pytree(value, (*key, i))
     elif _is_array(obj):
-        collection = "state" if "batch_stats" in key[:1] else "param"
+        collection = "state" if key[:1] == ("batch_stats",) else "param"
         yield key, "leaf", (obj, collection)
     elif obj is not None:
         raise TypeError(
@@ -312,7 +313,9 @@ def jax_layers(
 
     A module for which ``atomic(module)`` is True owns every leaf below it (a
     ``MultiHeadAttention`` owns its ``query.kernel``); any other module owns its direct leaves.
-    For a pytree every dict holding arrays is a layer.
+    For a pytree every dict holding arrays is a layer; a Linen-style ``{"params": ...,
+    "batch_stats": ...}`` dict gives one layer per module path (``"BatchNorm_0"`` owns
+    ``params.BatchNorm_0.scale`` and ``batch_stats.BatchNorm_0.mean``).
 
     Args:
       jax_model: see :func:`framework_of`.
@@ -321,6 +324,15 @@ def jax_layers(
     Returns:
       One :class:`JaxLayer` per leaf-owning module, ordered by its first leaf.
     """
+    fw = framework_of(jax_model)
+    # a Linen-style variables dict: {"params": {...}, "batch_stats": {...}} -> one layer per
+    # module path, its parameters and statistics together
+    collections = (
+        fw == "pytree"
+        and isinstance(jax_model, Mapping)
+        and "params" in jax_model
+        and set(jax_model) <= set(_COLLECTIONS)
+    )
     owners: dict[tuple[Key, ...], JaxLayer] = {}
     stack: list[tuple[tuple[Key, ...], Any, bool]] = []  # (key, module, is_atomic)
     for key, kind, obj in _walk(jax_model):
@@ -331,21 +343,21 @@ def jax_layers(
                 stack.append((key, obj, bool(atomic and atomic(obj))))
             continue
         value, collection = obj
-        if not stack:  # a leaf at the root of a pytree / module
+        if not stack:  # a leaf at the root
             stack.append(((), jax_model, False))
         okey, module, _ = stack[-1]
-        # a pytree leaf under `batch_stats` or `params` belongs to the layer named without it
-        if okey not in owners:
-            is_tree = not hasattr(module, "__dict__") or isinstance(module, Mapping | list)
-            owners[okey] = JaxLayer(
-                dotted(okey),
-                "dict" if is_tree else type(module).__name__,
-                None if is_tree else module,
+        gkey = okey[1:] if collections else okey
+        if gkey not in owners:
+            tree = fw == "pytree"
+            owners[gkey] = JaxLayer(
+                dotted(gkey),
+                "dict" if tree else type(module).__name__,
+                None if tree else module,
                 {},
             )
         shape, dtype = _shape_dtype(value)
         rel = dotted(key[len(okey) :])
-        owners[okey].leaves[rel] = JaxLeaf(dotted(key), key, shape, dtype, collection)
+        owners[gkey].leaves[rel] = JaxLeaf(dotted(key), key, shape, dtype, collection)
     return tuple(owners.values())
 
 
@@ -404,7 +416,9 @@ def set_leaves(jax_model: Any, values: Mapping[str, Any]) -> Any:
 
     NNX: the variables are updated in place and the same module is returned. Equinox: a new
     module (or a new ``(module, state)`` pair) is returned; the input is unchanged. Pytree: a new
-    tree of the same containers. Values are stored as given (no dtype conversion).
+    tree of the same containers. Values are stored as given (no dtype conversion), except
+    Equinox state, which keeps each entry's dtype and weak type (``eqx.nn.State.set`` demands
+    it).
 
     Args:
       jax_model: see :func:`framework_of`.
@@ -437,6 +451,17 @@ def set_leaves(jax_model: Any, values: Mapping[str, Any]) -> Any:
     return _set_eqx(model, state, keys)
 
 
+def _like_state(old: Any, key: tuple[Key, ...], value: Any) -> Any:
+    """``value`` with the dtype and weak type of the state leaf it replaces (State.set checks)."""
+    import jax.numpy as jnp
+
+    for k in key:
+        old = old[k]
+    if getattr(old, "weak_type", False) and np.ndim(value) == 0:
+        return jnp.asarray(np.asarray(value).item())  # a Python scalar makes a weak type
+    return jnp.asarray(value, dtype=old.dtype)
+
+
 def _set_eqx(model: Any, state: Any, keys: dict[tuple[Key, ...], Any]) -> Any:
     eqx = require_equinox()
     field_keys: dict[tuple[Key, ...], Any] = {}
@@ -463,6 +488,15 @@ def _set_eqx(model: Any, state: Any, keys: dict[tuple[Key, ...], Any]) -> Any:
             return out
 
         model = eqx.tree_at(where, model, replace=[v for _, v in items])
+    if state_updates:
+        import jax
+
+        # a fresh copy: eqx.nn.State.set locks the state it is called on, and the caller's
+        # state must stay usable
+        leaves, treedef = jax.tree_util.tree_flatten(state)
+        state = jax.tree_util.tree_unflatten(treedef, leaves)
     for index, sub in state_updates.values():
-        state = state.set(index, _rebuild(state.get(index), sub, ()))
+        old = state.get(index)
+        new = _rebuild(old, {k: _like_state(old, k, v) for k, v in sub.items()}, ())
+        state = state.set(index, new)
     return model if state is None else (model, state)

@@ -141,12 +141,15 @@ class LayerPlan(NamedTuple):
       export: JAX leaves (relative paths) -> torch tensors (relative names), the inverse.
       extras: JAX leaves set without a torch tensor: relative path -> (value, why).
       dropped: torch tensors deliberately not loaded: relative name -> why.
+      checks: run before loading (not before exporting, where torch's values are replaced);
+        each raises :class:`NotRepresentable` when torch's values cannot be ported.
     """
 
     pieces: list[Piece]
     export: Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray]], dict[str, np.ndarray]]
     extras: dict[str, tuple[np.ndarray, str]]
     dropped: dict[str, str]
+    checks: tuple[Callable[[], None], ...] = ()
 
 
 class Incompatible(Exception):
@@ -486,16 +489,20 @@ def _fused_rnn(
         Piece(kernel_h, ("weight_hh",), "weight_hh.T", _t),
     ]
     gru = ngates == 3
+    checks: list[Callable[[], None]] = []
     if has_bias and bias_on in jl.leaves:
         if gru:
-            b_hn = _gates(tl.tensors["bias_hh"], 3)[2]
-            if np.any(b_hn != 0):
-                raise NotRepresentable(
-                    f"torch GRU `{tl.name}` has a non-zero b_hn (bias_hh[n]), which sits inside "
-                    "r * (W_hn h + b_hn); nnx.GRUCell has no bias there, so the port cannot "
-                    "match. Use eqx.nn.GRUCell (its bias_n), a custom flax cell with a hidden "
-                    "bias, or set b_hn to zero in torch before porting."
-                )
+
+            def check() -> None:
+                if np.any(_gates(tl.tensors["bias_hh"], 3)[2] != 0):
+                    raise NotRepresentable(
+                        f"torch GRU `{tl.name}` has a non-zero b_hn (bias_hh[n]), which sits "
+                        "inside r * (W_hn h + b_hn); nnx.GRUCell has no bias there, so the port "
+                        "cannot match. Use eqx.nn.GRUCell (its bias_n), a custom flax cell with "
+                        "a hidden bias, or set b_hn to zero in torch before porting."
+                    )
+
+            checks.append(check)
             pieces.append(
                 Piece(
                     bias_on,
@@ -514,7 +521,7 @@ def _fused_rnn(
             out["bias_hh"] = np.zeros_like(torch["bias_hh"])
         return out
 
-    return LayerPlan(pieces, export, {}, {})
+    return LayerPlan(pieces, export, {}, {}, tuple(checks))
 
 
 def _sum2(a: Arrays) -> np.ndarray:

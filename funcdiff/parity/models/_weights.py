@@ -353,6 +353,9 @@ def load_torch_weights(
     if not isinstance(strict, bool):
         raise TypeError(f"Expected `strict` to be a bool, got {type(strict).__name__}.")
     fw, jls, alignment, tls = _prepare(jax_model, torch_source, rules, "load")
+    for pair in alignment.pairs:
+        for check in pair.plan.checks if pair.plan is not None else ():
+            check()
     plan = _plan(alignment)
     all_torch = [n for tl in tls for n in tl.names.values()]
     ignored = {n for n, _ in alignment.ignored}
@@ -444,7 +447,11 @@ def export_torch_weights(
     fw, jls, alignment, _ = _prepare(jax_model, torch_module, rules, "export")
     plan = _plan(alignment)
     state = dict(torch_module) if isinstance(torch_module, Mapping) else torch_module.state_dict()
-    jvals = {p: np.asarray(v) for p, v in jax_leaves(jax_model).items()}
+    jvals: dict[str, Any] = {}
+    for path, v in jax_leaves(jax_model).items():
+        if not hasattr(v, "__array__"):  # an abstract leaf (nnx.eval_shape, ShapeDtypeStruct)
+            v = None
+        jvals[path] = v if v is None else np.asarray(v)
     out: dict[str, Any] = {}
     problems = list(plan.mismatches)
     for pair in alignment.pairs:
@@ -452,6 +459,14 @@ def export_torch_weights(
             continue
         tl, jl = pair.torch, pair.jax
         jax_rel = {rel: jvals[leaf.path] for rel, leaf in jl.leaves.items()}
+        used = {p.jax for p in pair.plan.pieces}
+        abstract = [jl.leaves[r].path for r in used if jax_rel[r] is None]
+        if abstract:
+            raise ValueError(
+                f"Cannot export `{_model_name(jax_model, fw)}`: the JAX leaves {abstract} have "
+                "no values (an abstract model from nnx.eval_shape / eqx.filter_eval_shape); "
+                "load or initialise them first."
+            )
         for rel, arr in pair.plan.export(jax_rel, tl.tensors).items():
             name = tl.names[rel]
             like = state[name]
