@@ -350,14 +350,14 @@ def align(
     by_name = {tl.name: tl for tl in free_torch}
     for jl in list(free_jax):
         name = jl.path[: -len(".cell")] if jl.path.endswith(".cell") else jl.path
-        tl = by_name.get(jl.path) or by_name.get(name)
-        if tl is None or tl not in free_torch:
+        same = by_name.get(jl.path) or by_name.get(name)
+        if same is None or same not in free_torch:
             continue
         spec = spec_for(jl)
-        plan, problems = _try(jl, tl, spec)
+        plan, problems = _try(jl, same, spec)
         if plan is not None and not problems:
-            pairs.append(Pair(tl, jl, spec, plan, "name", ()))
-            free_torch.remove(tl)
+            pairs.append(Pair(same, jl, spec, plan, "name", ()))
+            free_torch.remove(same)
             free_jax.remove(jl)
     deferred: list[JaxLayer] = []
     for jl in free_jax:
