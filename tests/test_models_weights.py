@@ -847,3 +847,85 @@ def test_record_str_and_to_dict():
 
     json.dumps(d)
     res.assert_ok()
+
+
+# ---------------------------------------------------------------- torch names for JAX values
+
+
+def test_to_torch_maps_gradients_by_the_adjoint_of_each_rule():
+    class TNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = torch.nn.MultiheadAttention(4, 2, batch_first=True)
+            self.lstm = torch.nn.LSTM(4, 3, batch_first=True)
+            self.head = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            h = self.attn(x, x, x, need_weights=False)[0]
+            return self.head(self.lstm(h)[0])
+
+    class JNet(nnx.Module):
+        def __init__(self) -> None:  # abstract layers: nothing to initialise
+            self.attn = _abstract(
+                nnx.MultiHeadAttention,
+                num_heads=2,
+                in_features=4,
+                decode=False,
+                attention_fn=_attn64,
+            )
+            self.lstm = nnx.RNN(_abstract(nnx.LSTMCell, 4, 3, param_dtype=jnp.float64))
+            self.head = _abstract(nnx.Linear, 3, 2)
+
+        def __call__(self, x):
+            return self.head(self.lstm(self.attn(x)))
+
+    t = TNet().double()
+    m = JNet()
+    mapping = load_torch_weights(m, t)
+    x = _rng().normal(size=(2, 5, 4))
+    ct = _rng(1).normal(size=(2, 5, 2))
+    (t(_t(x)) * _t(ct)).sum().backward()
+    grads = nnx.grad(lambda m: (m(jnp.asarray(x)) * ct).sum())(m)
+    got = mapping.to_torch(grads, gradients=True)
+    want = {n: p.grad.numpy() for n, p in t.named_parameters()}
+    assert set(got) == set(want)
+    for n in want:
+        np.testing.assert_allclose(got[n], want[n], rtol=0, atol=TOL, err_msg=n)
+    # values (not gradients): the loaded model maps back onto torch's own tensors
+    vals = mapping.to_torch(m)
+    sd = {n: p.detach().numpy() for n, p in t.named_parameters()}
+    for n in sd:
+        if "lstm.bias" not in n:
+            np.testing.assert_array_equal(vals[n], sd[n], err_msg=n)
+    # the two biases were summed: the sum goes to bias_ih, zeros to bias_hh
+    np.testing.assert_array_equal(
+        vals["lstm.bias_ih_l0"], sd["lstm.bias_ih_l0"] + sd["lstm.bias_hh_l0"]
+    )
+    assert not vals["lstm.bias_hh_l0"].any()
+    with pytest.raises(KeyError, match=r"attn\.query\.bias"):
+        mapping.to_torch({"attn.query.kernel": np.zeros((4, 2, 2))})
+
+
+def test_to_torch_gradients_for_equinox_gru_and_nnx_gru():
+    t = torch.nn.GRUCell(4, 3).double()
+    x = _rng().normal(size=(4,))
+    h = _rng(1).normal(size=(3,))
+    t(_t(x)[None], _t(h)[None]).sum().backward()
+    want = {n: p.grad.numpy() for n, p in t.named_parameters()}
+    cell = load_torch_weights(_eqx_abstract(eqx.nn.GRUCell, 4, 3, key=jax.random.PRNGKey(0)), t)
+    g = eqx.filter_grad(lambda c: c(jnp.asarray(x), jnp.asarray(h)).sum())(cell.model)
+    got = cell.to_torch(g, gradients=True)
+    for n in want:
+        np.testing.assert_allclose(got[n], want[n], rtol=0, atol=TOL, err_msg=n)
+    with torch.no_grad():
+        t.bias_hh[6:].zero_()
+    t.zero_grad()
+    t(_t(x)[None], _t(h)[None]).sum().backward()
+    want = {n: p.grad.numpy() for n, p in t.named_parameters()}
+    m = _abstract(nnx.GRUCell, 4, 3, param_dtype=jnp.float64)
+    mapping = load_torch_weights(m, t)
+    g = nnx.grad(lambda m: m(jnp.asarray(h), jnp.asarray(x))[0].sum())(m)
+    got = mapping.to_torch(g, gradients=True)
+    assert "bias_hh" not in got  # b_hn is no nnx.GRUCell parameter
+    for n in ("weight_ih", "weight_hh", "bias_ih"):
+        np.testing.assert_allclose(got[n], want[n], rtol=0, atol=TOL, err_msg=n)

@@ -13,7 +13,9 @@ comparison, training) never walks a Flax NNX graph, an Equinox tree or a dict by
   BatchNorm's running mean). Setting leaves returns a new module (``eqx.tree_at``), or a new
   ``(module, state)`` pair.
 - ``"pytree"``: nested dicts (lists and tuples too) of arrays or ``jax.ShapeDtypeStruct``;
-  setting leaves returns a new tree of the same containers.
+  setting leaves returns a new tree of the same containers. An ``nnx.State`` (what
+  ``nnx.state`` and ``nnx.grad`` return) is read as a pytree of its ``Param``/``BatchStat``
+  values, with the same paths as its module (its keys are sorted, though).
 - ``"function"``: any other callable (a pure function of the inputs); it has no leaves.
 
 Examples:
@@ -243,6 +245,12 @@ def _walk_eqx(
 
 
 def _walk_pytree(obj: Any, key: tuple[Key, ...]) -> Iterator[tuple[tuple[Key, ...], str, Any]]:
+    nnx = _nnx_loaded()
+    if nnx is not None and isinstance(obj, nnx.Variable):  # an nnx.State (gradients, ...)
+        if isinstance(obj, nnx.Param | nnx.BatchStat):
+            collection = "state" if isinstance(obj, nnx.BatchStat) else "param"
+            yield key, "leaf", (obj.get_value(), collection)
+        return
     if isinstance(obj, Mapping):
         yield key, "module", obj
         for name, value in obj.items():

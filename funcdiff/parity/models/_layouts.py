@@ -138,7 +138,11 @@ class LayerPlan(NamedTuple):
 
     Attributes:
       pieces: one :class:`Piece` per JAX leaf the rule fills.
-      export: JAX leaves (relative paths) -> torch tensors (relative names), the inverse.
+      export: ``(jax, torch, grad)``: JAX leaves (relative paths) -> torch tensors (relative
+        names), the inverse of the pieces; ``torch`` gives the current tensors (shapes, dtypes,
+        values kept). With ``grad=True`` it maps gradients instead (the adjoint): where two torch
+        biases were summed, each gets the JAX bias's gradient; a GRU's b_hn that nnx.GRUCell
+        lacks has none, so ``bias_hh`` is left out.
       extras: JAX leaves set without a torch tensor: relative path -> (value, why).
       dropped: torch tensors deliberately not loaded: relative name -> why.
       checks: run before loading (not before exporting, where torch's values are replaced);
@@ -146,7 +150,7 @@ class LayerPlan(NamedTuple):
     """
 
     pieces: list[Piece]
-    export: Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+    export: Callable[..., dict[str, np.ndarray]]
     extras: dict[str, tuple[np.ndarray, str]]
     dropped: dict[str, str]
     checks: tuple[Callable[[], None], ...] = ()
@@ -201,7 +205,9 @@ def _simple(
         pieces.append(Piece(jname, (tname,), rule, load))
         inverse[jname] = (tname, back)
 
-    def export(jax: Mapping[str, np.ndarray], torch: Mapping[str, np.ndarray]) -> dict:
+    def export(
+        jax: Mapping[str, np.ndarray], torch: Mapping[str, np.ndarray], grad: bool = False
+    ) -> dict:
         return {t: back(jax[j], torch[t]) for j, (t, back) in inverse.items() if j in jax}
 
     return LayerPlan(pieces, export, {}, dict(dropped or {}))
@@ -387,7 +393,9 @@ def _nnx_mha(jl: JaxLayer, tl: TorchLayer) -> LayerPlan:
     if "out.bias" in jl.leaves and "out_proj.bias" in tl.tensors:
         pieces.append(Piece("out.bias", ("out_proj.bias",), "as is", _copy))
 
-    def export(jax: Mapping[str, np.ndarray], torch: Mapping[str, np.ndarray]) -> dict:
+    def export(
+        jax: Mapping[str, np.ndarray], torch: Mapping[str, np.ndarray], grad: bool = False
+    ) -> dict:
         w = {
             p: jax[f"{n}.kernel"].reshape(jax[f"{n}.kernel"].shape[0], -1).T
             for p, n in names.items()
@@ -465,7 +473,9 @@ def _nnx_lstm(jl: JaxLayer, tl: TorchLayer) -> LayerPlan:
                 )
             )
 
-    def export(jax: Mapping[str, np.ndarray], torch: Mapping[str, np.ndarray]) -> dict:
+    def export(
+        jax: Mapping[str, np.ndarray], torch: Mapping[str, np.ndarray], grad: bool = False
+    ) -> dict:
         ins, hs = ["ii", "if_", "ig", "io"], ["hi", "hf", "hg", "ho"]
         out = {
             "weight_ih": np.concatenate([jax[f"{n}.kernel"].T for n in ins], axis=0),
@@ -473,7 +483,7 @@ def _nnx_lstm(jl: JaxLayer, tl: TorchLayer) -> LayerPlan:
         }
         if has_bias and all(f"{n}.bias" in jax for n in hs):
             out["bias_ih"] = np.concatenate([jax[f"{n}.bias"] for n in hs], axis=0)
-            out["bias_hh"] = np.zeros_like(torch["bias_hh"])
+            out["bias_hh"] = out["bias_ih"] if grad else np.zeros_like(torch["bias_hh"])
         return out
 
     return LayerPlan(pieces, export, {}, {})
@@ -514,11 +524,17 @@ def _fused_rnn(
         else:
             pieces.append(Piece(bias_on, ("bias_ih", "bias_hh"), "bias_ih + bias_hh", _sum2))
 
-    def export(jax: Mapping[str, np.ndarray], torch: Mapping[str, np.ndarray]) -> dict:
+    def export(
+        jax: Mapping[str, np.ndarray], torch: Mapping[str, np.ndarray], grad: bool = False
+    ) -> dict:
         out = {"weight_ih": jax[kernel_i].T, "weight_hh": jax[kernel_h].T}
         if has_bias and bias_on in jax:
             out["bias_ih"] = jax[bias_on]
-            out["bias_hh"] = np.zeros_like(torch["bias_hh"])
+            if not grad:
+                out["bias_hh"] = np.zeros_like(torch["bias_hh"])
+            elif not gru:  # d(b_ih + b_hh): the same gradient for both
+                out["bias_hh"] = jax[bias_on]
+            # GRU gradients: b_hn is no JAX parameter, so bias_hh has no full gradient
         return out
 
     return LayerPlan(pieces, export, {}, {}, tuple(checks))
@@ -645,7 +661,9 @@ def _eqx_mha(jl: JaxLayer, tl: TorchLayer) -> LayerPlan:
     if "output_proj.bias" in jl.leaves and "out_proj.bias" in tl.tensors:
         pieces.append(Piece("output_proj.bias", ("out_proj.bias",), "as is", _copy))
 
-    def export(jax: Mapping[str, np.ndarray], torch: Mapping[str, np.ndarray]) -> dict:
+    def export(
+        jax: Mapping[str, np.ndarray], torch: Mapping[str, np.ndarray], grad: bool = False
+    ) -> dict:
         w = {p: jax[f"{n}.weight"] for p, n in names.items() if f"{n}.weight" in jax}
         b = {p: jax[f"{n}.bias"] for p, n in names.items() if f"{n}.bias" in jax}
         out = _mha_export(w, b, torch)
@@ -667,11 +685,13 @@ def _eqx_lstm(jl: JaxLayer, tl: TorchLayer) -> LayerPlan:
     if has_bias and "bias" in jl.leaves:
         pieces.append(Piece("bias", ("bias_ih", "bias_hh"), "bias_ih + bias_hh", _sum2))
 
-    def export(jax: Mapping[str, np.ndarray], torch: Mapping[str, np.ndarray]) -> dict:
+    def export(
+        jax: Mapping[str, np.ndarray], torch: Mapping[str, np.ndarray], grad: bool = False
+    ) -> dict:
         out = {"weight_ih": jax["weight_ih"], "weight_hh": jax["weight_hh"]}
         if has_bias and "bias" in jax:
             out["bias_ih"] = jax["bias"]
-            out["bias_hh"] = np.zeros_like(torch["bias_hh"])
+            out["bias_hh"] = jax["bias"] if grad else np.zeros_like(torch["bias_hh"])
         return out
 
     return LayerPlan(pieces, export, {}, {})
@@ -696,13 +716,17 @@ def _eqx_gru(jl: JaxLayer, tl: TorchLayer) -> LayerPlan:
     if has_bias and "bias_n" in jl.leaves:
         pieces.append(Piece("bias_n", ("bias_hh",), "b_hn", lambda a: _gates(a[0], 3)[2]))
 
-    def export(jax: Mapping[str, np.ndarray], torch: Mapping[str, np.ndarray]) -> dict:
+    def export(
+        jax: Mapping[str, np.ndarray], torch: Mapping[str, np.ndarray], grad: bool = False
+    ) -> dict:
         out = {"weight_ih": jax["weight_ih"], "weight_hh": jax["weight_hh"]}
         if has_bias and "bias" in jax:
             out["bias_ih"] = jax["bias"]
             hh = np.zeros_like(torch["bias_hh"])
+            h = len(hh) // 3
+            if grad:  # d(b_ir + b_hr) is the same for both; likewise z
+                hh[: 2 * h] = jax["bias"][: 2 * h]
             if "bias_n" in jax:
-                h = len(hh) // 3
                 hh[2 * h :] = jax["bias_n"]
             out["bias_hh"] = hh
         return out

@@ -33,7 +33,7 @@ import numpy as np
 
 from funcdiff._report import table
 from funcdiff.parity._torch import require_torch
-from funcdiff.parity.models._align import Alignment, align, check_rules, torch_layers
+from funcdiff.parity.models._align import Alignment, Pair, align, check_rules, torch_layers
 from funcdiff.parity.models._frameworks import (
     JaxLayer,
     framework_of,
@@ -125,6 +125,53 @@ class WeightMapping:
     notes: tuple[str, ...] = ()
     framework: str = ""
     closest: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    _pairs: tuple[Pair, ...] = dataclasses.field(default=(), repr=False, compare=False)
+
+    def to_torch(self, values: Any, *, gradients: bool = False) -> dict[str, np.ndarray]:
+        """JAX leaves (values or gradients) in torch's names and layouts, by this alignment.
+
+        For comparing a JAX model (or its gradients, or its updated parameters) with its torch
+        twin tensor by tensor after the load: ``mapping.to_torch(nnx.grad(loss)(model),
+        gradients=True)["fc.weight"]`` is comparable with ``torch_model.fc.weight.grad``.
+
+        Args:
+          values: a model or pytree with the same leaf paths as ``model`` (the model itself,
+            an ``nnx.State`` of gradients, an Equinox gradient module...), or a flat
+            ``{jax_path: array}``.
+          gradients: map gradients (the adjoint of each rule): where two torch biases were
+            summed into one JAX bias both get its gradient; a GRU's ``bias_hh`` is left out
+            for ``nnx.GRUCell`` (its b_hn is no JAX parameter).
+
+        Returns:
+          ``{torch_name: np.ndarray}`` for every torch tensor the rows load (dropped tensors,
+          such as ``num_batches_tracked``, are left out).
+
+        Raises:
+          KeyError: ``values`` lacks a leaf the rows need (the message names it).
+        """
+        flat = (
+            dict(values)
+            if isinstance(values, Mapping)
+            and all(isinstance(k, str) for k in values)
+            and any(r.jax_path in values for r in self.rows)
+            else jax_leaves(values)
+        )
+        out: dict[str, np.ndarray] = {}
+        for pair in self._pairs:
+            if pair.plan is None:
+                continue
+            tl, jl = pair.torch, pair.jax
+            rel = {}
+            for piece in pair.plan.pieces:
+                path = jl.leaves[piece.jax].path
+                if path not in flat:
+                    raise KeyError(f"`values` has no leaf `{path}` (JAX layer `{jl.path}`).")
+                rel[piece.jax] = np.asarray(flat[path])
+            for name, arr in pair.plan.export(rel, tl.tensors, gradients).items():
+                if name not in pair.plan.dropped:
+                    out[tl.names[name]] = arr
+        order = [r.torch_name for r in self.rows]
+        return dict(sorted(out.items(), key=lambda kv: _first_index(order, kv[0])))
 
     @property
     def ok(self) -> bool:
@@ -189,6 +236,13 @@ class WeightMapping:
             "notes": list(self.notes),
             "closest": dict(self.closest),
         }
+
+
+def _first_index(order: list[str], name: str) -> int:
+    for i, n in enumerate(order):
+        if name == n or name in n.split(" + "):
+            return i
+    return len(order)
 
 
 class _Plan(NamedTuple):
@@ -382,6 +436,7 @@ def load_torch_weights(
         tuple(plan.notes),
         fw,
         closest,
+        tuple(alignment.pairs),
     )
     if strict and (unmatched_t or unmatched_j or plan.mismatches):
         name = _model_name(jax_model, fw)
