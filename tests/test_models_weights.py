@@ -929,3 +929,112 @@ def test_to_torch_gradients_for_equinox_gru_and_nnx_gru():
     assert "bias_hh" not in got  # b_hn is no nnx.GRUCell parameter
     for n in ("weight_ih", "weight_hh", "bias_ih"):
         np.testing.assert_allclose(got[n], want[n], rtol=0, atol=TOL, err_msg=n)
+
+
+# ------------------------------------------------------------------------- more alignment
+
+
+def test_same_names_win_over_order_even_when_nnx_lists_attributes_alphabetically():
+    """nnx.eval_shape rebuilds modules with sorted attributes: names still pair them."""
+
+    class TBlock(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv_b = torch.nn.Conv2d(4, 4, 3, padding=1, bias=False)
+            self.conv_a = torch.nn.Conv2d(4, 4, 3, padding=1, bias=False)
+            self.down = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 1), torch.nn.BatchNorm2d(4))
+
+    class JBlock(nnx.Module):
+        def __init__(self, rngs: Any) -> None:
+            pad = ((1, 1), (1, 1))
+            self.conv_b = nnx.Conv(4, 4, (3, 3), padding=pad, use_bias=False, rngs=rngs)
+            self.conv_a = nnx.Conv(4, 4, (3, 3), padding=pad, use_bias=False, rngs=rngs)
+            self.down = nnx.Sequential(
+                nnx.Conv(4, 4, (1, 1), rngs=rngs), nnx.BatchNorm(4, rngs=rngs)
+            )
+
+    t = TBlock()
+    m = nnx.eval_shape(lambda: JBlock(nnx.Rngs(0)))
+    assert next(iter(jax_leaves(m))).startswith("conv_a")  # alphabetical after eval_shape
+    res = load_torch_weights(m, t)
+    assert res.layers == (
+        ("conv_b", "conv_b", "Conv2d"),
+        ("conv_a", "conv_a", "Conv2d"),
+        ("down.0", "down.layers.0", "Conv2d"),
+        ("down.1", "down.layers.1", "BatchNorm2d"),
+    )
+    assert res.aligned_by == ("name",) * 4
+    assert "aligned: 4 by name" in str(res)
+    np.testing.assert_array_equal(
+        np.asarray(m.conv_b.kernel[...]), t.conv_b.weight.detach().permute(2, 3, 1, 0).numpy()
+    )
+
+
+def test_bidirectional_two_layer_lstm_splits_per_layer_and_direction():
+    t = torch.nn.LSTM(4, 3, num_layers=2, bidirectional=True, batch_first=True).double()
+
+    def bi(n_in: int) -> Any:
+        cell = functools.partial(_abstract, nnx.LSTMCell, n_in, 3, param_dtype=jnp.float64)
+        return nnx.Bidirectional(nnx.RNN(cell()), nnx.RNN(cell()))
+
+    class Port(nnx.Module):
+        def __init__(self) -> None:
+            self.layers = nnx.List([bi(4), bi(6)])
+
+        def __call__(self, x):
+            for layer in self.layers:
+                x = layer(x)
+            return x
+
+    m = Port()
+    res = load_torch_weights(m, t)
+    assert [(a, b) for a, b, _ in res.layers] == [
+        ("l0", "layers.0.forward_rnn.cell"),
+        ("l0_reverse", "layers.0.backward_rnn.cell"),
+        ("l1", "layers.1.forward_rnn.cell"),
+        ("l1_reverse", "layers.1.backward_rnn.cell"),
+    ]
+    x = _rng().normal(size=(2, 5, 4))
+    np.testing.assert_allclose(
+        np.asarray(m(jnp.asarray(x))), t(_t(x))[0].detach().numpy(), rtol=0, atol=TOL
+    )
+
+
+def test_equinox_mlp_and_tied_weights():
+    class Tied(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(6, 4)
+            self.mlp = torch.nn.Sequential(
+                torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 4)
+            )
+            self.head = torch.nn.Linear(4, 6, bias=False)
+            self.head.weight = self.embed.weight  # tied
+
+    class Port(eqx.Module):
+        embed: Any
+        mlp: Any
+
+        def __init__(self) -> None:
+            self.embed = _eqx_abstract(eqx.nn.Embedding, 6, 4, key=jax.random.PRNGKey(0))
+            self.mlp = _eqx_abstract(
+                eqx.nn.MLP, 4, 4, 5, 1, activation=jnp.tanh, key=jax.random.PRNGKey(1)
+            )
+
+        def __call__(self, i):
+            h = self.mlp(self.embed(i))
+            return self.embed.weight @ h  # the tied head
+
+    t = Tied().double()
+    res = load_torch_weights(Port(), t)
+    assert res.ok, str(res)
+    assert (
+        "head.weight",
+        "tied to `embed.weight` (the same storage), loaded from there",
+    ) in res.dropped
+    assert [b for _, b, _ in res.layers] == ["embed", "mlp.layers.0", "mlp.layers.1"]
+    ids = np.array([0, 3, 5])
+    want = t.head(t.mlp(t.embed(_t(ids)))).detach().numpy()
+    np.testing.assert_allclose(np.asarray(jax.vmap(res.model)(jnp.asarray(ids))), want, atol=TOL)
+    sd = export_torch_weights(res.model, t)
+    assert torch.equal(sd["head.weight"], sd["embed.weight"])

@@ -9,8 +9,9 @@ Two sources, tried in this order:
    groups (``r"blocks.\\1.mlp.fc1"``) and names a JAX layer (or a leaf, whose layer is then
    used). A template of ``None`` leaves that torch layer (or tensor) out on purpose.
 2. Same names: a JAX layer whose path equals a torch layer's name (``layer1.0.conv1`` on both
-   sides; an ``nnx.RNN``'s ``lstm.cell`` counts as ``lstm``) takes it when the kind is
-   compatible and the shapes fit.
+   sides; an ``nnx.RNN``'s ``lstm.cell`` counts as ``lstm``, a ``Sequential``'s
+   ``downsample.layers.0`` as ``downsample.0``) takes it when the kind is compatible and the
+   shapes fit.
 3. Order: the remaining JAX layers, in definition order, each take the first remaining torch
    layer (in definition order) of a compatible kind whose tensors, after the layout rule, have
    exactly the JAX leaves' shapes. Layers of a compatible kind left over on both sides are then
@@ -206,6 +207,26 @@ class Alignment(NamedTuple):
     notes: list[str]
 
 
+def _name_variants(path: str) -> list[str]:
+    """The torch names a JAX layer path may correspond to: itself, without an ``nnx.RNN``'s
+    ``.cell``, without a ``Sequential``'s ``.layers`` (``downsample.layers.0`` ~ ``downsample.0``).
+    """
+    out = [path]
+    if path.endswith(".cell"):
+        out.append(path[: -len(".cell")])
+    for p in list(out):
+        parts = p.split(".")
+        if "layers" in parts[:-1]:
+            out.append(
+                ".".join(
+                    x
+                    for i, x in enumerate(parts)
+                    if not (x == "layers" and i + 1 < len(parts) and parts[i + 1].isdigit())
+                )
+            )
+    return out
+
+
 def check_rules(rules: Any) -> list[tuple[re.Pattern[str], str | None]]:
     """Validates ``rules`` and compiles the regexes."""
     if rules is None:
@@ -349,8 +370,7 @@ def align(
     # same names on both sides (the usual port keeps torch's attribute names): pair those first
     by_name = {tl.name: tl for tl in free_torch}
     for jl in list(free_jax):
-        name = jl.path[: -len(".cell")] if jl.path.endswith(".cell") else jl.path
-        same = by_name.get(jl.path) or by_name.get(name)
+        same = next((by_name[n] for n in _name_variants(jl.path) if n in by_name), None)
         if same is None or same not in free_torch:
             continue
         spec = spec_for(jl)

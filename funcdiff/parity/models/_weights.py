@@ -113,6 +113,9 @@ class WeightMapping:
       notes: other facts worth knowing (dtype casts, unused rules, flags set without a tensor).
       framework: ``"nnx"``, ``"equinox"`` or ``"pytree"``.
       closest: unmatched name -> the closest name on the other side.
+      aligned_by: per entry of ``layers``, how the pair was found: ``"rule"`` (``rules``),
+        ``"name"`` (the same name on both sides) or ``"order"`` (definition order, kind and
+        shapes).
     """
 
     model: Any
@@ -125,6 +128,7 @@ class WeightMapping:
     notes: tuple[str, ...] = ()
     framework: str = ""
     closest: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    aligned_by: tuple[str, ...] = ()
     _pairs: tuple[Pair, ...] = dataclasses.field(default=(), repr=False, compare=False)
 
     def to_torch(self, values: Any, *, gradients: bool = False) -> dict[str, np.ndarray]:
@@ -205,7 +209,26 @@ class WeightMapping:
                 f"({self.framework}), {len(self.layers)} layers aligned"
             ),
         )
-        extra = [f"problem: {p}" for p in self.problems()]
+        how = {h: self.aligned_by.count(h) for h in ("rule", "name", "order")}
+        extra = (
+            [
+                "aligned: "
+                + ", ".join(f"{n} by {h}" for h, n in how.items() if n)
+                + (
+                    "; by order: "
+                    + ", ".join(
+                        f"{t or '<root>'} -> {j or '<root>'}"
+                        for (t, j, _), h in zip(self.layers, self.aligned_by, strict=False)
+                        if h == "order"
+                    )
+                    if how["order"]
+                    else ""
+                )
+            ]
+            if self.layers
+            else []
+        )
+        extra += [f"problem: {p}" for p in self.problems()]
         extra += [f"dropped: {n} ({why})" for n, why in self.dropped]
         extra += [f"note: {n}" for n in self.notes]
         return body + "".join("\n" + e for e in extra)
@@ -235,7 +258,26 @@ class WeightMapping:
             "dropped": [list(x) for x in self.dropped],
             "notes": list(self.notes),
             "closest": dict(self.closest),
+            "aligned_by": list(self.aligned_by),
         }
+
+
+def _tied(tls: Sequence[Any], used: set[str]) -> dict[str, str]:
+    """Torch tensors not used that share storage with a used one (tied weights) -> that one."""
+    key_of: dict[tuple[Any, ...], str] = {}
+    arrays = {n: tl.tensors[r] for tl in tls for r, n in tl.names.items()}
+
+    def key(a: np.ndarray) -> tuple[Any, ...]:
+        return (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
+
+    for n in used:
+        if n in arrays and arrays[n].size:
+            key_of.setdefault(key(arrays[n]), n)
+    return {
+        n: key_of[key(a)]
+        for n, a in arrays.items()
+        if n not in used and a.size and key(a) in key_of
+    }
 
 
 def _first_index(order: list[str], name: str) -> int:
@@ -413,6 +455,9 @@ def load_torch_weights(
     plan = _plan(alignment)
     all_torch = [n for tl in tls for n in tl.names.values()]
     ignored = {n for n, _ in alignment.ignored}
+    for name, src in _tied(tls, plan.used_torch - ignored).items():
+        plan.dropped.append((name, f"tied to `{src}` (the same storage), loaded from there"))
+        ignored.add(name)
     unmatched_t = tuple(n for n in all_torch if n not in plan.used_torch and n not in ignored)
     all_jax = [leaf.path for jl in jls for leaf in jl.leaves.values()]
     unmatched_j = tuple(p for p in all_jax if p not in plan.done_jax)
@@ -436,6 +481,7 @@ def load_torch_weights(
         tuple(plan.notes),
         fw,
         closest,
+        tuple(p.how for p in alignment.pairs),
         tuple(alignment.pairs),
     )
     if strict and (unmatched_t or unmatched_j or plan.mismatches):
@@ -499,7 +545,7 @@ def export_torch_weights(
       <All keys matched successfully>
     """
     torch = require_torch()
-    fw, jls, alignment, _ = _prepare(jax_model, torch_module, rules, "export")
+    fw, jls, alignment, tls = _prepare(jax_model, torch_module, rules, "export")
     plan = _plan(alignment)
     state = dict(torch_module) if isinstance(torch_module, Mapping) else torch_module.state_dict()
     jvals: dict[str, Any] = {}
@@ -532,9 +578,11 @@ def export_torch_weights(
                 )
                 continue
             out[name] = _torch_dtype_like(arr, like)
-    keep = {n for n, _ in plan.dropped}
-    for n in keep:
+    for n, _ in plan.dropped:
         out[n] = state[n].detach().clone()
+    for n, src in _tied(tls, plan.used_torch).items():
+        if src in out:
+            out[n] = out[src].clone()
     missing = [n for n in state if n not in out]
     all_jax = [leaf.path for jl in jls for leaf in jl.leaves.values()]
     unused = [p for p in all_jax if p not in plan.done_jax]
