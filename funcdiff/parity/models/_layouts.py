@@ -227,7 +227,7 @@ def _conv_perm(ndim: int) -> tuple[int, ...]:
 
 def _bn_dropped(tl: TorchLayer) -> dict[str, str]:
     if "num_batches_tracked" in tl.tensors:
-        return {"num_batches_tracked": "no JAX counterpart (dropped; export keeps torch's value)"}
+        return {"num_batches_tracked": "no JAX counterpart; export keeps torch's value"}
     return {}
 
 

@@ -210,26 +210,18 @@ class WeightMapping:
             ),
         )
         how = {h: self.aligned_by.count(h) for h in ("rule", "name", "order")}
-        extra = (
-            [
-                "aligned: "
-                + ", ".join(f"{n} by {h}" for h, n in how.items() if n)
-                + (
-                    "; by order: "
-                    + ", ".join(
-                        f"{t or '<root>'} -> {j or '<root>'}"
-                        for (t, j, _), h in zip(self.layers, self.aligned_by, strict=False)
-                        if h == "order"
-                    )
-                    if how["order"]
-                    else ""
-                )
-            ]
-            if self.layers
-            else []
-        )
+        extra = []
+        if self.layers:
+            extra.append("aligned: " + ", ".join(f"{n} by {h}" for h, n in how.items() if n))
+        by_order = [
+            f"{t or '<root>'} -> {j or '<root>'}"
+            for (t, j, _), h in zip(self.layers, self.aligned_by, strict=False)
+            if h == "order"
+        ]
+        if by_order:
+            extra.append("aligned by order (check these): " + ", ".join(by_order))
         extra += [f"problem: {p}" for p in self.problems()]
-        extra += [f"dropped: {n} ({why})" for n, why in self.dropped]
+        extra += [f"dropped: {n}: {why}" for n, why in self.dropped]
         extra += [f"note: {n}" for n in self.notes]
         return body + "".join("\n" + e for e in extra)
 
@@ -337,6 +329,8 @@ def _plan(alignment: Alignment) -> _Plan:
         if pair.plan is None:
             p.mismatches.extend(pair.problems)
             continue
+        # shape problems are measured again per leaf below; keep the others (two rules, ...)
+        p.mismatches.extend(q for q in pair.problems if not q.startswith("shape mismatch"))
         for piece in pair.plan.pieces:
             leaf = jl.leaves[piece.jax]
             srcs = [tl.tensors[t] for t in piece.torch]
@@ -499,6 +493,13 @@ def load_torch_weights(
         path: _finish_dtype(np.asarray(v), leaves[path].dtype, path, notes)
         for path, v in plan.values.items()
     }
+    up = [p for p, v in values.items() if v.dtype == np.float64 != leaves[p].dtype]
+    if up:
+        notes.append(
+            f"{len(up)} float32 leaves loaded as float64 (torch float64 under x64), e.g. "
+            f"`{up[0]}`; modules that make arrays from their param_dtype (an RNN's initial "
+            "carry) need param_dtype=float64 too"
+        )
     model = set_leaves(jax_model, values)
     return dataclasses.replace(record, model=model, notes=tuple(notes))
 
