@@ -1047,3 +1047,36 @@ def test_importing_parity_imports_neither_flax_nor_equinox():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_custom_modules_load_by_leaf_name_and_tensor_level_rules():
+    class TViT(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cls_token = torch.nn.Parameter(torch.randn(1, 1, 4))
+            self.proj = torch.nn.Linear(4, 4)
+            self.gamma = torch.nn.Parameter(torch.randn(4))
+
+    class Affine(nnx.Module):  # a custom layer with its own parameter names
+        def __init__(self) -> None:
+            self.w = nnx.Param(jnp.zeros((4, 4)))
+            self.b = nnx.Param(jnp.zeros(4))
+
+    class JViT(nnx.Module):
+        def __init__(self) -> None:
+            self.cls_token = nnx.Param(jnp.zeros((1, 1, 4)))
+            self.gamma = nnx.Param(jnp.zeros(4))
+            self.head = Affine()
+
+    t = TViT().double()
+    with pytest.raises(ValueError, match=r"torch `proj.weight` has no JAX leaf"):
+        load_torch_weights(JViT(), t)
+    m = JViT()
+    res = load_torch_weights(m, t, rules=[(r"proj\.weight", "head.w"), (r"proj\.bias", "head.b")])
+    assert res.ok, str(res)
+    np.testing.assert_array_equal(np.asarray(m.head.w[...]), t.proj.weight.detach().numpy())
+    np.testing.assert_array_equal(np.asarray(m.cls_token[...]), t.cls_token.detach().numpy())
+    assert {(r.torch_name, r.jax_path, r.rule) for r in res.rows} >= {
+        ("proj.weight", "head.w", "as is"),
+        ("cls_token", "cls_token", "as is"),
+    }

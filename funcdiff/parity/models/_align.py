@@ -44,6 +44,7 @@ from funcdiff.parity.models._layouts import (
     LayerPlan,
     RuleSpec,
     TorchLayer,
+    generic_leaf_rule,
     spec_for,
 )
 
@@ -207,6 +208,33 @@ class Alignment(NamedTuple):
     notes: list[str]
 
 
+def _rename_for_leaves(
+    tl: TorchLayer, jl: JaxLayer, rules: list[tuple[re.Pattern[str], str | None]]
+) -> TorchLayer:
+    r"""Renames torch tensors that a rule maps onto a JAX leaf to the name that leaf expects.
+
+    For JAX layers without a built-in rule (custom modules, pytrees), so that
+    ``(r"proj\.weight", "head.w")`` loads ``proj.weight`` into the leaf ``head.w`` as is.
+    """
+    by_path = {leaf.path: rel for rel, leaf in jl.leaves.items()}
+    ren: dict[str, str] = {}
+    for r, n in tl.names.items():
+        for rx, tmpl in rules:
+            m = rx.fullmatch(n)
+            if m is not None:
+                rel = by_path.get(m.expand(tmpl)) if tmpl is not None else None
+                if rel is not None:
+                    leaf = jl.leaves[rel]
+                    ren[r] = generic_leaf_rule(rel.rsplit(".", 1)[-1], len(leaf.shape))[0]
+                break
+    if not ren:
+        return tl
+    return tl._replace(
+        tensors={ren.get(r, r): t for r, t in tl.tensors.items()},
+        names={ren.get(r, r): n for r, n in tl.names.items()},
+    )
+
+
 def _name_variants(path: str) -> list[str]:
     """The torch names a JAX layer path may correspond to: itself, without an ``nnx.RNN``'s
     ``.cell``, without a ``Sequential``'s ``.layers`` (``downsample.layers.0`` ~ ``downsample.0``).
@@ -349,6 +377,8 @@ def align(
                 break
             named = "paired"
             spec = spec_for(jl)
+            if not spec.torch_kinds:  # leaf-name rule: tensor-level rules name the leaves
+                tl = _rename_for_leaves(tl, jl, rules)
             plan, problems = _try(jl, tl, spec)
             if plan is None:
                 problems = [

@@ -407,11 +407,16 @@ def load_torch_weights(
     Args:
       jax_model: a ``flax.nnx.Module`` (loaded in place), an ``equinox.Module`` or a
         ``(module, state)`` pair from ``eqx.nn.make_with_state`` (needed for BatchNorm), or a
-        pytree of arrays / ``jax.ShapeDtypeStruct`` (nested dicts) used as the template.
+        pytree of arrays / ``jax.ShapeDtypeStruct`` (nested dicts; a Linen-style
+        ``{"params": ..., "batch_stats": ...}`` too) used as the template. Abstract models
+        (``nnx.eval_shape(lambda: Model(...))``, ``eqx.filter_eval_shape``) work and skip the
+        initialisers; every leaf is filled when the load is strict.
       torch_source: an ``nn.Module`` or a state_dict.
       rules: ``(torch_name_regex, jax_path_template)`` pairs naming which torch layer (or
-        tensor) goes to which JAX layer; the template may use the regex's groups (``\1``);
-        ``None`` leaves the matched torch tensors out on purpose.
+        tensor) goes to which JAX layer (or leaf); the template may use the regex's groups
+        (``\1``); ``None`` leaves the matched torch tensors out on purpose. A tensor-level rule
+        into a layer without a built-in rule (a custom module's ``nnx.Param``) also says which
+        leaf the tensor fills (as is, or by the leaf's name: ``kernel`` is ``weight.T``).
       strict: if True, any unmatched leaf (either side) or shape mismatch raises one
         ``ValueError`` listing all of them and nothing is loaded; if False, what matches is
         loaded and the rest is reported in the record.
