@@ -569,8 +569,10 @@ def test_bias_on_one_side_only_is_unmatched():
     t = torch.nn.RMSNorm(4)
     with pytest.raises(ValueError, match=r"JAX `bias` has no torch tensor"):
         load_torch_weights(eqx.nn.RMSNorm(4), t)  # eqx's RMSNorm has a bias by default
+    res = load_torch_weights(eqx.nn.RMSNorm(4), t, strict=False)
+    assert res.unmatched_jax == ("bias",) and "bias=False?" in res.hints["bias"]
     t = torch.nn.Linear(3, 2)
-    with pytest.raises(ValueError, match=r"torch `bias` has no JAX leaf"):
+    with pytest.raises(ValueError, match=r"torch `bias` has no JAX leaf.*use_bias=False\?"):
         load_torch_weights(_abstract(nnx.Linear, 3, 2, use_bias=False), t)
 
 

@@ -318,23 +318,25 @@ def _nnx_batchnorm(jl: JaxLayer, tl: TorchLayer) -> LayerPlan:
     )
 
 
-def _mha_parts(tl: TorchLayer) -> dict[str, tuple[str, Callable[[Arrays], np.ndarray]]]:
-    """Torch MHA tensors -> per-projection (source name, slice) for q, k, v."""
+def _mha_parts(
+    tl: TorchLayer,
+) -> dict[str, tuple[str, Callable[[Arrays], np.ndarray], str]]:
+    """Torch MHA tensors -> per projection (source name, slice, label) for q, k, v."""
     if "bias_k" in tl.tensors or "bias_v" in tl.tensors:
         raise NotRepresentable(
             f"torch MultiheadAttention `{tl.name}` has add_bias_kv=True (bias_k, bias_v), which "
             "neither nnx.MultiHeadAttention nor eqx.nn.MultiheadAttention represents; port it "
             "with a custom attention module."
         )
-    out: dict[str, tuple[str, Callable[[Arrays], np.ndarray]]] = {}
+    out: dict[str, tuple[str, Callable[[Arrays], np.ndarray], str]] = {}
     for i, p in enumerate("qkv"):
         if f"{p}_proj_weight" in tl.tensors:
-            out[f"{p}.w"] = (f"{p}_proj_weight", _copy)
+            out[f"{p}.w"] = (f"{p}_proj_weight", _copy, f"{p}_proj_weight")
         else:
             _need(tl, "in_proj_weight")
-            out[f"{p}.w"] = ("in_proj_weight", partial(_chunk, n=3, i=i))
+            out[f"{p}.w"] = ("in_proj_weight", partial(_chunk, n=3, i=i), f"in_proj_weight[{p}]")
         if "in_proj_bias" in tl.tensors:
-            out[f"{p}.b"] = ("in_proj_bias", partial(_chunk, n=3, i=i))
+            out[f"{p}.b"] = ("in_proj_bias", partial(_chunk, n=3, i=i), f"in_proj_bias[{p}]")
     return out
 
 
@@ -357,25 +359,25 @@ def _nnx_mha(jl: JaxLayer, tl: TorchLayer) -> LayerPlan:
     names = {"q": "query", "k": "key", "v": "value"}
     pieces = []
     for p, jname in names.items():
-        src, sl = parts[f"{p}.w"]
+        src, sl, label = parts[f"{p}.w"]
         shape = jl.leaves[f"{jname}.kernel"].shape if f"{jname}.kernel" in jl.leaves else None
         if shape is not None:
             pieces.append(
                 Piece(
                     f"{jname}.kernel",
                     (src,),
-                    f"{src}[{p}].T.reshape(E, H, D)",
+                    f"{label}.T.reshape(E, H, D)",
                     partial(_then_t_reshape, sl, shape),
                 )
             )
         if f"{jname}.bias" in jl.leaves and f"{p}.b" in parts:
-            bsrc, bsl = parts[f"{p}.b"]
+            bsrc, bsl, blabel = parts[f"{p}.b"]
             bshape = jl.leaves[f"{jname}.bias"].shape
             pieces.append(
                 Piece(
                     f"{jname}.bias",
                     (bsrc,),
-                    f"{bsrc}[{p}].reshape(H, D)",
+                    f"{blabel}.reshape(H, D)",
                     partial(_then_reshape, bsl, bshape),
                 )
             )
@@ -650,12 +652,12 @@ def _eqx_mha(jl: JaxLayer, tl: TorchLayer) -> LayerPlan:
     names = {"q": "query_proj", "k": "key_proj", "v": "value_proj"}
     pieces = []
     for p, jname in names.items():
-        src, sl = parts[f"{p}.w"]
+        src, sl, label = parts[f"{p}.w"]
         if f"{jname}.weight" in jl.leaves:
-            pieces.append(Piece(f"{jname}.weight", (src,), f"{src}[{p}]", sl))
+            pieces.append(Piece(f"{jname}.weight", (src,), label, sl))
         if f"{jname}.bias" in jl.leaves and f"{p}.b" in parts:
-            bsrc, bsl = parts[f"{p}.b"]
-            pieces.append(Piece(f"{jname}.bias", (bsrc,), f"{bsrc}[{p}]", bsl))
+            bsrc, bsl, blabel = parts[f"{p}.b"]
+            pieces.append(Piece(f"{jname}.bias", (bsrc,), blabel, bsl))
     _need(tl, "out_proj.weight")
     pieces.append(Piece("output_proj.weight", ("out_proj.weight",), "as is", _copy))
     if "output_proj.bias" in jl.leaves and "out_proj.bias" in tl.tensors:

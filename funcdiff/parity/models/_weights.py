@@ -116,6 +116,8 @@ class WeightMapping:
       aligned_by: per entry of ``layers``, how the pair was found: ``"rule"`` (``rules``),
         ``"name"`` (the same name on both sides) or ``"order"`` (definition order, kind and
         shapes).
+      hints: unmatched name -> why, where its layer is aligned but the other side has no place
+        for it (a bias on one side only).
     """
 
     model: Any
@@ -129,6 +131,7 @@ class WeightMapping:
     framework: str = ""
     closest: Mapping[str, str] = dataclasses.field(default_factory=dict)
     aligned_by: tuple[str, ...] = ()
+    hints: Mapping[str, str] = dataclasses.field(default_factory=dict)
     _pairs: tuple[Pair, ...] = dataclasses.field(default=(), repr=False, compare=False)
 
     def to_torch(self, values: Any, *, gradients: bool = False) -> dict[str, np.ndarray]:
@@ -189,10 +192,18 @@ class WeightMapping:
         out = list(self.mismatches)
         for n in self.unmatched_torch:
             c = self.closest.get(n)
-            out.append(f"torch `{n}` has no JAX leaf" + (f" (closest: `{c}`)" if c else ""))
+            out.append(
+                f"torch `{n}` has no JAX leaf"
+                + (f" (closest: `{c}`)" if c else "")
+                + (f"; {self.hints[n]}" if n in self.hints else "")
+            )
         for p in self.unmatched_jax:
             c = self.closest.get(p)
-            out.append(f"JAX `{p}` has no torch tensor" + (f" (closest: `{c}`)" if c else ""))
+            out.append(
+                f"JAX `{p}` has no torch tensor"
+                + (f" (closest: `{c}`)" if c else "")
+                + (f"; {self.hints[p]}" if p in self.hints else "")
+            )
         return out
 
     def __str__(self) -> str:
@@ -251,7 +262,28 @@ class WeightMapping:
             "notes": list(self.notes),
             "closest": dict(self.closest),
             "aligned_by": list(self.aligned_by),
+            "hints": dict(self.hints),
         }
+
+
+def _hints(alignment: Alignment, torch_left: set[str], jax_left: set[str]) -> dict[str, str]:
+    """Why a leaf of an aligned layer found no partner (a bias on one side only, ...)."""
+    out: dict[str, str] = {}
+    for pair in alignment.pairs:
+        tl, jl = pair.torch, pair.jax
+        for n in tl.names.values():
+            if n in torch_left:
+                out[n] = f"its layer is aligned with JAX `{jl.path or '<root>'}` ({jl.type_name})"
+                if n.endswith("bias"):
+                    out[n] += ", which has no bias (built with use_bias=False?)"
+        for leaf in jl.leaves.values():
+            if leaf.path in jax_left:
+                out[leaf.path] = (
+                    f"its layer is aligned with torch `{tl.name or '<root>'}` ({tl.kind})"
+                )
+                if leaf.path.endswith("bias"):
+                    out[leaf.path] += ", which has no bias (built with bias=False?)"
+    return out
 
 
 def _tied(tls: Sequence[Any], used: set[str]) -> dict[str, str]:
@@ -469,6 +501,7 @@ def load_torch_weights(
         c = _closest(p_, list(unmatched_t) or all_torch, to_torch=False)
         if c:
             closest[p_] = c
+    hints = _hints(alignment, set(unmatched_t), set(unmatched_j))
     record = WeightMapping(
         jax_model,
         tuple(plan.rows),
@@ -481,6 +514,7 @@ def load_torch_weights(
         fw,
         closest,
         tuple(p.how for p in alignment.pairs),
+        hints,
         tuple(alignment.pairs),
     )
     if strict and (unmatched_t or unmatched_j or plan.mismatches):
