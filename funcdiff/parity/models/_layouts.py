@@ -201,6 +201,8 @@ def _simple(
     for jname, tname, rule, load, back in mapping:
         if jname not in jl.leaves:
             continue  # e.g. use_bias=False: a torch bias left over is reported unmatched
+        if tname not in tl.tensors and tl.known_kind and pieces:
+            continue  # torch built without it (bias=False): the JAX leaf is reported unmatched
         _need(tl, tname)
         pieces.append(Piece(jname, (tname,), rule, load))
         inverse[jname] = (tname, back)
