@@ -197,7 +197,8 @@ def _simple(
     dropped: Mapping[str, str] | None = None,
 ) -> LayerPlan:
     """One JAX leaf per torch tensor: (jax, torch, rule, load, export(jax_array, torch_like))."""
-    pieces, inverse = [], {}
+    pieces: list[Piece] = []
+    inverse: dict[str, tuple[str, Callable[..., Any]]] = {}
     for jname, tname, rule, load, back in mapping:
         if jname not in jl.leaves:
             continue  # e.g. use_bias=False: a torch bias left over is reported unmatched
