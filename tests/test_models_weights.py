@@ -124,6 +124,13 @@ def _nnx_cases() -> dict[str, Any]:
             lambda t, x: t(_t(x)),
             lambda j, x: j(jnp.asarray(x)),
         ),
+        "LinearGeneral": (
+            torch.nn.Linear(6, 8),
+            _abstract(nnx.LinearGeneral, 6, (2, 4)),
+            _rng().normal(size=(3, 6)),
+            lambda t, x: t(_t(x)),
+            lambda j, x: j(jnp.asarray(x)).reshape(3, 8),
+        ),
         "Conv1d": conv(
             torch.nn.Conv1d(4, 3, 3), _abstract(nnx.Conv, 4, 3, (3,), padding="VALID"), x3
         ),
@@ -206,6 +213,7 @@ def _nnx_cases() -> dict[str, Any]:
 
 NNX_KINDS = [
     "Linear",
+    "LinearGeneral",
     "Conv1d",
     "Conv2d-groups",
     "Conv3d",
@@ -798,6 +806,12 @@ def test_bad_inputs_give_clear_errors():
         load_torch_weights(Empty(), torch.nn.Linear(2, 2))
     with pytest.raises(TypeError, match=r"`jax_model`.*torch module Linear"):
         load_torch_weights(torch.nn.Linear(2, 2), lin)
+    import flax.linen
+
+    with pytest.raises(TypeError, match=r"Flax Linen module Dense.*model.init"):
+        load_torch_weights(flax.linen.Dense(2), torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match=r"no values \(an abstract model"):
+        export_torch_weights(lin, torch.nn.Linear(2, 2))
     with pytest.raises(TypeError, match=r"function has no weights"):
         load_torch_weights(jnp.tanh, torch.nn.Linear(2, 2))
     with pytest.raises(TypeError, match=r"`torch_source`"):

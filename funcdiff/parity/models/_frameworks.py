@@ -128,6 +128,13 @@ def framework_of(jax_model: Any) -> Framework:
             f"pytree of arrays), got the torch module {type(jax_model).__name__}; "
             "pass the torch model as the second argument."
         )
+    linen = sys.modules.get("flax.linen")
+    if linen is not None and isinstance(jax_model, linen.Module):
+        raise TypeError(
+            f"Expected `jax_model` to hold weights, got the Flax Linen module "
+            f"{type(jax_model).__name__}, which holds none; pass its variables instead "
+            "(`model.init(key, x)`, a {'params': ..., 'batch_stats': ...} dict)."
+        )
     if isinstance(jax_model, Mapping | list | tuple):
         return "pytree"
     if callable(jax_model):

@@ -11,7 +11,9 @@ torch twin and compare forward outputs in float64 to 1e-10):
 torch -> Flax NNX | Equinox, per layer kind:
 
 Linear: weight (O, I), bias (O,)
-  NNX  ``nnx.Linear``: ``kernel`` (I, O) = ``weight.T``; ``bias`` as is
+  NNX  ``nnx.Linear``: ``kernel`` (I, O) = ``weight.T``; ``bias`` as is; ``nnx.LinearGeneral``
+       (over the last axis): ``kernel`` = ``weight.T.reshape(in..., out...)``, ``bias``
+       = ``bias.reshape(out...)``
   eqx  ``eqx.nn.Linear``: ``weight`` (O, I), ``bias`` as is (layers take unbatched input)
 Conv1d/2d/3d: weight (O, I/g, k...), bias (O,)
   NNX  ``nnx.Conv``: ``kernel`` (k..., I/g, O) = ``weight.permute(2, ..., 1, 0)``
@@ -246,6 +248,38 @@ def _nnx_linear(jl: JaxLayer, tl: TorchLayer) -> LayerPlan:
             ("bias", "bias", "as is", _copy, _same),
         ],
     )
+
+
+def _nnx_linear_general(jl: JaxLayer, tl: TorchLayer) -> LayerPlan:
+    kshape = jl.leaves["kernel"].shape if "kernel" in jl.leaves else None
+    bshape = jl.leaves["bias"].shape if "bias" in jl.leaves else ()
+    if kshape is None or getattr(jl.module, "batch_axis", None) or _axes(jl.module) != (-1,):
+        raise Incompatible("only nnx.LinearGeneral over the last axis maps onto a torch Linear")
+    return _simple(
+        jl,
+        tl,
+        [
+            (
+                "kernel",
+                "weight",
+                f"weight.T.reshape{kshape}",
+                partial(_then_t_reshape, _copy, kshape),
+                lambda k, like: k.reshape(like.shape[1], like.shape[0]).T,
+            ),
+            (
+                "bias",
+                "bias",
+                f"bias.reshape{bshape}",
+                partial(_then_reshape, _copy, bshape),
+                lambda b, like: b.reshape(like.shape),
+            ),
+        ],
+    )
+
+
+def _axes(module: Any) -> tuple[int, ...]:
+    axis = getattr(module, "axis", -1)
+    return tuple(axis) if isinstance(axis, tuple | list) else (axis,)
 
 
 def _nnx_conv(jl: JaxLayer, tl: TorchLayer) -> LayerPlan:
@@ -807,6 +841,9 @@ def _table() -> dict[type, RuleSpec]:
         table.update(
             {
                 nnx.Linear: RuleSpec("nnx.Linear", "Linear", _LINEAR, _nnx_linear, True),
+                nnx.LinearGeneral: RuleSpec(
+                    "nnx.LinearGeneral", "Linear", _LINEAR, _nnx_linear_general, True
+                ),
                 nnx.Conv: RuleSpec("nnx.Conv", "Conv", _CONV, _nnx_conv, True),
                 nnx.ConvTranspose: RuleSpec(
                     "nnx.ConvTranspose", "ConvTranspose", _CONVT, _nnx_conv_transpose, True
