@@ -39,14 +39,14 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from funcdiff.parity.models._frameworks import JaxLayer
-from funcdiff.parity.models._layouts import (
+from funcdiff.parity.models._layout_base import (
     Incompatible,
     LayerPlan,
     RuleSpec,
     TorchLayer,
     generic_leaf_rule,
-    spec_for,
 )
+from funcdiff.parity.models._layouts import spec_for
 
 __all__ = ["Alignment", "Pair", "align", "check_rules", "torch_layers"]
 

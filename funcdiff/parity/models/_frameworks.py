@@ -44,10 +44,12 @@ __all__ = [
     "Framework",
     "JaxLayer",
     "JaxLeaf",
+    "eqx_if_imported",
     "framework_of",
     "get_leaf",
     "jax_layers",
     "jax_leaves",
+    "nnx_if_imported",
     "require_equinox",
     "require_flax_nnx",
     "set_leaves",
@@ -78,17 +80,17 @@ def require_equinox() -> Any:
         ) from e
 
 
-def _nnx_loaded() -> Any:
+def nnx_if_imported() -> Any:
     """``flax.nnx`` when flax is already imported (a model of it can exist), else None."""
     return sys.modules.get("flax.nnx") if "flax" in sys.modules else None
 
 
-def _eqx_loaded() -> Any:
+def eqx_if_imported() -> Any:
     return sys.modules.get("equinox")
 
 
 def _is_eqx_pair(model: Any) -> bool:
-    eqx = _eqx_loaded()
+    eqx = eqx_if_imported()
     return (
         eqx is not None
         and isinstance(model, tuple)
@@ -115,10 +117,10 @@ def framework_of(jax_model: Any) -> Framework:
       >>> framework_of({"w": np.ones(2)}), framework_of(np.tanh)
       ('pytree', 'function')
     """
-    nnx = _nnx_loaded()
+    nnx = nnx_if_imported()
     if nnx is not None and isinstance(jax_model, nnx.Module):
         return "nnx"
-    eqx = _eqx_loaded()
+    eqx = eqx_if_imported()
     if eqx is not None and (isinstance(jax_model, eqx.Module) or _is_eqx_pair(jax_model)):
         return "equinox"
     torch = sys.modules.get("torch")
@@ -201,7 +203,7 @@ def _is_array(x: Any) -> bool:
 
 
 def _walk_nnx(obj: Any, key: tuple[Key, ...]) -> Iterator[tuple[tuple[Key, ...], str, Any]]:
-    nnx = _nnx_loaded()
+    nnx = nnx_if_imported()
     if isinstance(obj, nnx.Variable):
         if isinstance(obj, nnx.Param | nnx.BatchStat):
             collection = "state" if isinstance(obj, nnx.BatchStat) else "param"
@@ -224,7 +226,7 @@ def _walk_nnx(obj: Any, key: tuple[Key, ...]) -> Iterator[tuple[tuple[Key, ...],
 def _walk_eqx(
     obj: Any, key: tuple[Key, ...], state: Any
 ) -> Iterator[tuple[tuple[Key, ...], str, Any]]:
-    eqx = _eqx_loaded()
+    eqx = eqx_if_imported()
     if isinstance(obj, eqx.nn.StateIndex):
         if state is None:
             return  # reported by the caller: a stateful layer without its state
@@ -252,7 +254,7 @@ def _walk_eqx(
 
 
 def _walk_pytree(obj: Any, key: tuple[Key, ...]) -> Iterator[tuple[tuple[Key, ...], str, Any]]:
-    nnx = _nnx_loaded()
+    nnx = nnx_if_imported()
     if nnx is not None and isinstance(obj, nnx.Variable):  # an nnx.State (gradients, ...)
         if isinstance(obj, nnx.Param | nnx.BatchStat):
             collection = "state" if isinstance(obj, nnx.BatchStat) else "param"
@@ -289,7 +291,7 @@ def _walk(jax_model: Any) -> Iterator[tuple[tuple[Key, ...], str, Any]]:
         yield from _walk_nnx(model, ())
     elif fw == "equinox":
         if state is None:
-            eqx = _eqx_loaded()
+            eqx = eqx_if_imported()
             for key, kind, obj in _walk_eqx(model, (), None):
                 yield key, kind, obj
                 if kind == "module":
@@ -409,7 +411,7 @@ def _child(obj: Any, k: Key) -> Any:
         return obj[k]
     if isinstance(obj, list | tuple):
         return obj[int(k)]
-    nnx = _nnx_loaded()
+    nnx = nnx_if_imported()
     if nnx is not None and isinstance(obj, nnx.List):
         return obj[int(k)]
     return getattr(obj, str(k))
