@@ -1096,3 +1096,23 @@ def test_custom_modules_load_by_leaf_name_and_tensor_level_rules():
         ("proj.weight", "head.w", "as is"),
         ("cls_token", "cls_token", "as is"),
     }
+
+
+def test_nnx_shared_module_is_listed_once_and_torch_tied_weight_is_said():
+    class TTied(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = torch.nn.Linear(3, 3)
+            self.dec = self.enc  # the same module twice: state_dict lists both names
+
+    class JTied(nnx.Module):
+        def __init__(self) -> None:
+            self.enc = _abstract(nnx.Linear, 3, 3)
+            self.dec = self.enc
+
+    m = JTied()
+    assert sorted(jax_leaves(m)) == ["enc.bias", "enc.kernel"]
+    res = load_torch_weights(m, TTied())
+    assert res.ok, str(res)
+    assert {n for n, _ in res.dropped} == {"dec.weight", "dec.bias"}
+    assert m.dec.kernel is m.enc.kernel

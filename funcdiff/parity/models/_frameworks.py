@@ -202,8 +202,17 @@ def _is_array(x: Any) -> bool:
 # "leaf" for an array leaf, whose obj is (value, collection).
 
 
-def _walk_nnx(obj: Any, key: tuple[Key, ...]) -> Iterator[tuple[tuple[Key, ...], str, Any]]:
+def _walk_nnx(
+    obj: Any, key: tuple[Key, ...], seen: set[int] | None = None
+) -> Iterator[tuple[tuple[Key, ...], str, Any]]:
+    """Walks an NNX graph; a module or variable met again (shared, tied) is listed once,
+    under its first path, as ``nnx.state`` does."""
     nnx = nnx_if_imported()
+    seen = set() if seen is None else seen
+    if isinstance(obj, nnx.Variable | nnx.Module):
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
     if isinstance(obj, nnx.Variable):
         if isinstance(obj, nnx.Param | nnx.BatchStat):
             collection = "state" if isinstance(obj, nnx.BatchStat) else "param"
@@ -214,13 +223,13 @@ def _walk_nnx(obj: Any, key: tuple[Key, ...]) -> Iterator[tuple[tuple[Key, ...],
         for name, value in vars(obj).items():
             if not name.startswith("_"):
                 k: Key = int(name) if isinstance(obj, nnx.List) else name
-                yield from _walk_nnx(value, (*key, k))
+                yield from _walk_nnx(value, (*key, k), seen)
     elif isinstance(obj, list | tuple):
         for i, value in enumerate(obj):
-            yield from _walk_nnx(value, (*key, i))
+            yield from _walk_nnx(value, (*key, i), seen)
     elif isinstance(obj, Mapping):
         for name, value in obj.items():
-            yield from _walk_nnx(value, (*key, name))
+            yield from _walk_nnx(value, (*key, name), seen)
 
 
 def _walk_eqx(
