@@ -631,6 +631,7 @@ def test_nnx_round_trip_is_bit_exact_and_paths_name_list_items():
         want = {p: np.asarray(v).copy() for p, v in jax_leaves(m).items()}
         sd = export_torch_weights(m, t)
         assert list(sd) == list(t.state_dict())
+        assert all(v.is_contiguous() for v in sd.values())
         assert int(sd["bn.num_batches_tracked"]) == 3
         assert not torch.equal(sd["lstm.bias_hh_l1"], t.lstm.bias_hh_l1)  # exported zeros
         t.load_state_dict(sd)

@@ -545,7 +545,7 @@ def load_torch_weights(
 
 def _torch_dtype_like(value: np.ndarray, like: Any) -> Any:
     torch = require_torch()
-    t = torch.from_numpy(np.array(value, copy=True))
+    t = torch.from_numpy(np.array(value, copy=True, order="C"))
     return t.to(dtype=like.dtype) if t.dtype != like.dtype else t
 
 
