@@ -303,6 +303,16 @@ def _eqx_cases() -> dict[str, Any]:
             _eqx_abstract(eqx.nn.Conv2d, 4, 6, 3, stride=2, padding=1, groups=2, key=k[2]),
             x4,
         ),
+        "Conv3d": per_item(
+            torch.nn.Conv3d(2, 3, 2),
+            _eqx_abstract(eqx.nn.Conv3d, 2, 3, 2, key=k[8]),
+            _rng().normal(size=(1, 2, 4, 4, 4)),
+        ),
+        "ConvTranspose1d": per_item(
+            torch.nn.ConvTranspose1d(4, 3, 3, stride=2),
+            _eqx_abstract(eqx.nn.ConvTranspose1d, 4, 3, 3, stride=2, key=k[9]),
+            x3,
+        ),
         "ConvTranspose2d": per_item(
             torch.nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1),
             _eqx_abstract(
@@ -363,6 +373,8 @@ EQX_KINDS = [
     "Linear",
     "Conv1d",
     "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
     "ConvTranspose2d",
     "Embedding",
     "LayerNorm",
