@@ -10,7 +10,10 @@ Decisions where the issue is silent:
   tensor is float64, the template leaf is float32 and x64 is on (``funcdiff.scoped(x64=True)``),
   the leaf becomes float64, so ``load_torch_weights(model, torch_model.double())`` under x64
   gives a model that computes in float64 like its twin. A float64 tensor cast to float32 (x64
-  off) is said in ``notes``. Integer/bool leaves keep their dtype.
+  off) is said in ``notes``. Integer/bool leaves keep their dtype, and so does Equinox state
+  (``eqx.nn.State.set`` refuses a new dtype; build the model under x64 for float64 statistics).
+  Modules that make arrays from their ``param_dtype`` (an RNN's initial carry) need
+  ``param_dtype=float64`` as well for a float64 run.
 - **Copies.** Loaded arrays are copies: later in-place changes to the torch model (an optimizer
   step) do not leak into the JAX model.
 - **strict.** With ``strict=True`` nothing is changed (not even an NNX model) unless every
@@ -20,6 +23,15 @@ Decisions where the issue is silent:
   the float rounding of the sum).
 - **num_batches_tracked** is dropped on load (listed in ``dropped``) and kept at torch's current
   value on export.
+- **Tied weights.** A torch tensor that shares storage with one already loaded (a head tied to
+  an embedding, a module registered twice) is listed in ``dropped`` as tied, not as unmatched;
+  export copies it from its source. An NNX module or variable shared under two paths is one
+  leaf, under its first path (as ``nnx.state`` lists it).
+- **Abstract templates** (``nnx.eval_shape``, ``eqx.filter_eval_shape``, ``ShapeDtypeStruct``
+  pytrees) are filled without running any initialiser.
+- **Torch names for JAX values.** ``WeightMapping.to_torch`` puts JAX values or gradients into
+  torch's names and layouts through the same alignment (gradients by each rule's adjoint), for
+  comparing a ported model tensor by tensor after a backward pass or an optimizer step.
 """
 
 from __future__ import annotations
