@@ -370,3 +370,14 @@ def test_custom_modules_load_by_leaf_name_and_tensor_level_rules():
         ("proj.weight", "head.w", "as is"),
         ("cls_token", "cls_token", "as is"),
     }
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_torchscript_module_kinds_come_from_the_original_class():
+    t = torch.jit.script(
+        torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.LayerNorm(4))
+    )
+    m = nnx.Sequential(_abstract(nnx.Linear, 3, 4), nnx.relu, _abstract(nnx.LayerNorm, 4))
+    res = load_torch_weights(m, t)
+    assert res.layers == (("0", "layers.0", "Linear"), ("2", "layers.2", "LayerNorm"))
+    assert res.aligned_by == ("name", "name")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -75,3 +77,23 @@ def test_nnx_shared_module_is_listed_once_and_torch_tied_weight_is_said():
     assert res.ok, str(res)
     assert {n for n, _ in res.dropped} == {"dec.weight", "dec.bias"}
     assert m.dec.kernel is m.enc.kernel
+
+
+def test_equinox_leaves_are_floating_arrays_and_state():
+    class WithIndex(eqx.Module):
+        lin: Any
+        idx: Any  # an integer buffer: no weight
+
+        def __init__(self) -> None:
+            self.lin = eqx.nn.Linear(2, 2, key=jax.random.PRNGKey(0))
+            self.idx = jnp.arange(3)
+
+    assert list(jax_leaves(WithIndex())) == ["lin.weight", "lin.bias"]
+    pair = eqx.nn.make_with_state(eqx.nn.BatchNorm)(3, "batch", mode="batch")
+    assert list(jax_leaves(pair)) == [
+        "weight",
+        "bias",
+        "batch_counter",
+        "batch_state_index.0",
+        "batch_state_index.1",
+    ]

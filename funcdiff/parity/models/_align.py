@@ -163,7 +163,8 @@ def torch_layers(torch_source: Any) -> tuple[TorchLayer, ...]:
     for owner, tensors in owners.items():
         if module_map:
             mod = module_map.get(owner)
-            kind, known = type(mod).__name__, True
+            # a TorchScript module keeps its Python class name in `original_name`
+            kind, known = getattr(mod, "original_name", type(mod).__name__), True
         else:
             mod, kind, known = None, _infer_kind(tensors), False
         if kind in _RNN or any(_RNN_SUFFIX.match(r) for r in tensors):

@@ -8,7 +8,8 @@ comparison, training) never walks a Flax NNX graph, an Equinox tree or a dict by
   names in definition order; ``nnx.List``, ``nnx.Sequential`` and ``nnx.data`` lists give
   ``layers.0.linear``. Setting leaves updates the variables in place.
 - ``"equinox"``: an ``equinox.Module``, or a ``(module, state)`` pair from
-  ``eqx.nn.make_with_state``. Leaves are the array fields (static fields skipped) and the arrays
+  ``eqx.nn.make_with_state``. Leaves are the floating array fields (static fields and integer
+  arrays skipped, like ``eqx.is_inexact_array``) and the arrays
   held in the state at each ``eqx.nn.StateIndex`` field (``bn.ema_state_index.0`` is a
   BatchNorm's running mean). Setting leaves returns a new module (``eqx.tree_at``), or a new
   ``(module, state)`` pair.
@@ -258,7 +259,9 @@ def _walk_eqx(
     elif isinstance(obj, Mapping):
         for name, value in obj.items():
             yield from _walk_eqx(value, (*key, name), state)
-    elif _is_array(obj):
+    elif _is_array(obj) and np.issubdtype(np.dtype(obj.dtype), np.inexact):
+        # parameters are the floating arrays (eqx.is_inexact_array); an integer array field
+        # (indices, a fixed mask) is no weight
         yield key, "leaf", (obj, "param")
 
 
