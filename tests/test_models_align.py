@@ -381,3 +381,13 @@ def test_torchscript_module_kinds_come_from_the_original_class():
     res = load_torch_weights(m, t)
     assert res.layers == (("0", "layers.0", "Linear"), ("2", "layers.2", "LayerNorm"))
     assert res.aligned_by == ("name", "name")
+
+
+def test_torch_subclasses_of_standard_layers_take_their_rule():
+    class MyLinear(torch.nn.Linear):
+        pass
+
+    t = torch.nn.Sequential(MyLinear(3, 4))
+    res = load_torch_weights(_abstract(nnx.Linear, 3, 4), t)
+    assert res.layers == (("0", "", "Linear"),)
+    assert res.rows[0].rule == "weight.T"

@@ -308,7 +308,7 @@ def _shape_problems(jl: JaxLayer, tl: TorchLayer, plan: LayerPlan) -> list[str]:
 
 def _try(jl: JaxLayer, tl: TorchLayer, spec: RuleSpec) -> tuple[LayerPlan | None, list[str]]:
     """(plan, problems): plan None with problems = [] means incompatible."""
-    if spec.torch_kinds and tl.known_kind and tl.kind not in spec.torch_kinds:
+    if spec.torch_kinds and not tl.is_kind(spec.torch_kinds):
         return None, []
     try:
         plan = spec.plan(jl, tl)
@@ -426,7 +426,7 @@ def align(
         if not spec.torch_kinds:
             continue
         for tl in free_torch:
-            if tl.known_kind and tl.kind not in spec.torch_kinds:
+            if not tl.is_kind(spec.torch_kinds):
                 continue
             plan, problems = _try(jl, tl, spec)
             if plan is not None:

@@ -66,6 +66,9 @@ class TorchLayer(NamedTuple):
       names: relative name -> full state_dict name.
       module: the torch module, or None for a state_dict.
       known_kind: whether ``kind`` is the module's class (True) or inferred (False).
+
+    A rule accepts a torch layer when its class or any base class is among the rule's torch
+    kinds (:meth:`is_kind`).
     """
 
     name: str
@@ -74,6 +77,18 @@ class TorchLayer(NamedTuple):
     names: dict[str, str]
     module: Any
     known_kind: bool
+
+    def kinds(self) -> tuple[str, ...]:
+        """The class names of the module and its bases (a subclass of ``nn.Linear`` is a
+        ``Linear`` too), or just ``kind`` for a state_dict."""
+        if self.module is None:
+            return (self.kind,)
+        mro = tuple(c.__name__ for c in type(self.module).__mro__)
+        return (self.kind, *mro)
+
+    def is_kind(self, kinds: tuple[str, ...]) -> bool:
+        """Whether the layer is one of ``kinds`` (always, when its kind is inferred)."""
+        return not self.known_kind or bool(set(self.kinds()) & set(kinds))
 
 
 class Piece(NamedTuple):

@@ -242,8 +242,11 @@ def spec_for(jl: JaxLayer) -> RuleSpec:
 
 
 def layer_kind(spec: RuleSpec, tl: TorchLayer) -> str:
-    """The reported kind: torch's class when known, else one inferred from the tensors."""
+    """The reported kind: torch's class (or its standard base: a subclass of ``nn.Linear`` is
+    reported as ``Linear``) when known, else one inferred from the tensors."""
     if tl.known_kind or not spec.kind:
+        if tl.known_kind and spec.torch_kinds and tl.kind not in spec.torch_kinds:
+            return next((k for k in tl.kinds() if k in spec.torch_kinds), tl.kind)
         return tl.kind
     if spec.kind in ("Conv", "ConvTranspose", "BatchNorm") and "weight" in tl.tensors:
         nd = tl.tensors["weight"].ndim
