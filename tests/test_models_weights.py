@@ -677,3 +677,20 @@ def test_equinox_mlp_and_tied_weights():
     np.testing.assert_allclose(np.asarray(jax.vmap(res.model)(jnp.asarray(ids))), want, atol=TOL)
     sd = export_torch_weights(res.model, t)
     assert torch.equal(sd["head.weight"], sd["embed.weight"])
+
+
+def test_to_torch_gradients_of_a_model_with_batchnorm_skip_the_statistics():
+    t = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3)).double().eval()
+    _perturb_running_stats(t[1])
+    m = nnx.Sequential(
+        _abstract(nnx.Conv, 2, 3, (3, 3), padding="VALID"),
+        _abstract(nnx.BatchNorm, 3, use_running_average=True),
+    )
+    mapping = load_torch_weights(m, t)
+    x = _rng().normal(size=(2, 2, 5, 5))
+    t(_t(x)).sum().backward()
+    grads = nnx.grad(lambda m: m(_cl(x)).sum())(m)  # nnx.Param only
+    got = mapping.to_torch(grads, gradients=True)
+    assert set(got) == {"0.weight", "0.bias", "1.weight", "1.bias"}
+    for n, p in t.named_parameters():
+        np.testing.assert_allclose(got[n], p.grad.numpy(), rtol=0, atol=TOL, err_msg=n)

@@ -163,10 +163,11 @@ class WeightMapping:
 
         Returns:
           ``{torch_name: np.ndarray}`` for every torch tensor the rows load (dropped tensors,
-          such as ``num_batches_tracked``, are left out).
+          such as ``num_batches_tracked``, are left out, and so are state leaves that
+          ``values`` lacks: gradients have no running statistics).
 
         Raises:
-          KeyError: ``values`` lacks a leaf the rows need (the message names it).
+          KeyError: ``values`` lacks a parameter leaf the rows need (the message names it).
         """
         flat = (
             dict(values)
@@ -182,10 +183,11 @@ class WeightMapping:
             tl, jl = pair.torch, pair.jax
             rel = {}
             for piece in pair.plan.pieces:
-                path = jl.leaves[piece.jax].path
-                if path not in flat:
-                    raise KeyError(f"`values` has no leaf `{path}` (JAX layer `{jl.path}`).")
-                rel[piece.jax] = np.asarray(flat[path])
+                leaf = jl.leaves[piece.jax]
+                if leaf.path in flat:
+                    rel[piece.jax] = np.asarray(flat[leaf.path])
+                elif leaf.collection != "state":  # gradients have no running statistics
+                    raise KeyError(f"`values` has no leaf `{leaf.path}` (JAX layer `{jl.path}`).")
             for name, arr in pair.plan.export(rel, tl.tensors, gradients).items():
                 if name not in pair.plan.dropped:
                     out[tl.names[name]] = arr
