@@ -362,8 +362,11 @@ def test_custom_modules_load_by_leaf_name_and_tensor_level_rules():
     with pytest.raises(ValueError, match=r"torch `proj.weight` has no JAX leaf"):
         load_torch_weights(JViT(), t)
     m = JViT()
-    res = load_torch_weights(m, t, rules=[(r"proj\.weight", "head.w"), (r"proj\.bias", "head.b")])
+    rules = [(r"proj\.weight", "head.w"), (r"proj\.bias", "head.b")]
+    res = load_torch_weights(m, t, rules=rules)
     assert res.ok, str(res)
+    sd = export_torch_weights(m, t, rules=rules)
+    assert all(torch.equal(sd[n], v) for n, v in t.state_dict().items())
     np.testing.assert_array_equal(np.asarray(m.head.w[...]), t.proj.weight.detach().numpy())
     np.testing.assert_array_equal(np.asarray(m.cls_token[...]), t.cls_token.detach().numpy())
     assert {(r.torch_name, r.jax_path, r.rule) for r in res.rows} >= {
