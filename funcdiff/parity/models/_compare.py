@@ -504,23 +504,18 @@ def _layer_rows(
 def _exported_grads(
     jax_model: Any, prog: Any, torch_module: Any, gpaths: dict[str, Any], wanted: list[str]
 ) -> dict[str, tuple[str, np.ndarray]]:
-    """JAX gradients in torch's names and layouts through ``export_torch_weights`` (fused
-    RNN gates, attention projections: layouts the name pairing does not know). A torch bias
-    that was summed into one JAX bias gets that bias's gradient. Empty when export fails."""
-    from funcdiff.parity.models._frameworks import set_leaves
-    from funcdiff.parity.models._weights import export_torch_weights, load_torch_weights
+    """JAX gradients in torch's names and layouts by the weight alignment
+    (``WeightMapping.to_torch(..., gradients=True)``: fused RNN gates, attention projections,
+    summed biases, layouts the name pairing does not know). Empty when it cannot align."""
+    from funcdiff.parity.models._weights import load_torch_weights
 
     try:
-        torch = require_torch()
-        dtype = np.asarray(next(iter(gpaths.values()))).dtype
-        tm = copy.deepcopy(torch_module).to(getattr(torch, dtype.name))
         if prog.framework == "nnx":
             from flax import nnx
 
-            jax_model = nnx.clone(jax_model)
-        mapping = load_torch_weights(jax_model, tm, strict=False)
-        model = set_leaves(mapping.model, {p: np.asarray(g) for p, g in gpaths.items()})
-        sd = export_torch_weights(model, tm)
+            jax_model = nnx.clone(jax_model)  # the load below writes into it
+        mapping = load_torch_weights(jax_model, torch_module, strict=False)
+        grads = mapping.to_torch({p: np.asarray(g) for p, g in gpaths.items()}, gradients=True)
     except Exception:
         return {}
     rows: dict[str, list[Any]] = {}
@@ -530,14 +525,9 @@ def _exported_grads(
     out: dict[str, tuple[str, np.ndarray]] = {}
     for name in wanted:
         mine = rows.get(name)
-        if name not in sd or not mine:
-            continue
-        src = name
-        summed = any(" + " in row.torch_name for row in mine)
-        if summed and "bias_hh" in name and name.replace("bias_hh", "bias_ih") in sd:
-            src = name.replace("bias_hh", "bias_ih")  # export put the sum there, zeros here
-        jpath = mine[0].jax_path if len(mine) == 1 else mine[0].jax_layer
-        out[name] = (jpath, sd[src].detach().cpu().numpy())
+        if name in grads and mine:
+            jpath = mine[0].jax_path if len(mine) == 1 else mine[0].jax_layer
+            out[name] = (jpath, np.asarray(grads[name]))
     return out
 
 
