@@ -325,6 +325,9 @@ def _rnn(tname: str, kind: str, tm: Any, jm: Any) -> list[Finding]:
     chunks = [w_ih[k * hsz : (k + 1) * hsz] for k in range(n)]
     names = ("ii", "if_", "ig", "io") if kind == "LSTM" else ("ir", "iz", "in_")
     jk = [_np(getattr(getattr(cell, nm, None), "kernel", None)) for nm in names]
+    fused = _np(getattr(getattr(cell, "dense_i", None), "kernel", None))
+    if fused is not None and fused.shape[-1] == n * hsz:  # OptimizedLSTMCell, GRUCell
+        jk = [fused[:, k * hsz : (k + 1) * hsz] for k in range(n)]
     out: list[Finding] = []
     if all(k is not None for k in jk):
         ks = [k.T for k in jk]  # type: ignore[union-attr]
