@@ -352,8 +352,6 @@ def capture_torch(
     """
     m = copy.deepcopy(module).to(dtype)
     m.train(train)
-    for p in m.parameters():  # gradients the user's module holds would be accumulated into
-        p.grad = None
     values: dict[str, np.ndarray] = {}
     ins: dict[str, list[np.ndarray]] = {}
     grads: dict[str, np.ndarray] = {}
