@@ -688,3 +688,55 @@ def test_equinox_batchnorm_with_state():
     assert not r.ok and r.first_divergence == "bn"
     f = next(f for f in r.diagnosis if f.rule == "equinox-batchnorm-ema")
     assert f.entry == "equinox-batchnorm-ema"
+
+
+# ---- pooling modules (the JAX layer's jaxpr) ------------------------------------------------
+
+
+class TorchPools(torch.nn.Module):
+    def __init__(self, avg):
+        super().__init__()
+        self.pool = (
+            torch.nn.AvgPool1d(3, 1, 1, count_include_pad=False)
+            if avg
+            else torch.nn.MaxPool1d(2, 2, ceil_mode=True)
+        )
+
+    def forward(self, x):
+        return self.pool(x)
+
+
+class NnxPool(nnx.Module):
+    def __init__(self, avg, right):
+        self.avg, self.right = avg, right
+
+    def __call__(self, x):  # (N, C, L) in and out; flax pools channels-last
+        h = jnp.swapaxes(x, 1, 2)
+        if self.avg:
+            h = nnx.avg_pool(h, (3,), (1,), ((1, 1),), count_include_pad=not self.right)
+        else:
+            pad = ((0, 1),) if self.right else ((0, 0),)
+            h = nnx.max_pool(
+                jnp.pad(h, ((0, 0), pad[0], (0, 0)), constant_values=-jnp.inf), (2,), (2,)
+            )
+        return jnp.swapaxes(h, 1, 2)
+
+
+class NnxPoolNet(nnx.Module):
+    def __init__(self, avg, right):
+        self.pool = NnxPool(avg, right)
+
+    def __call__(self, x):
+        return self.pool(x)
+
+
+@pytest.mark.parametrize(
+    ("avg", "rule"), [(True, "avg-pool-count-include-pad"), (False, "pool-ceil-mode")]
+)
+def test_pooling_conventions(avg, rule):
+    x = _x(2, 3, 5)
+    assert compare_model(NnxPoolNet(avg, right=True), TorchPools(avg), x).ok
+    r = compare_model(NnxPoolNet(avg, right=False), TorchPools(avg), x)
+    assert not r.ok and r.first_divergence == "pool"
+    f = next(f for f in r.diagnosis if f.rule == rule)
+    assert f.entry == rule and f.layer == "pool"

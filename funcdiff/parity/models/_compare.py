@@ -303,11 +303,17 @@ def compare_model(
                 f"{len(tc.outputs)}; return the same outputs from both."
             )
         jcots = None
+        backward = True
         if tloss is None:
             jcots = [
                 act_to_jax(c, tuple(s.shape))
                 for c, s in zip(cots_holder["c"], jout_leaves, strict=True)
             ]
+            if any(c.shape != tuple(s.shape) for c, s in zip(jcots, jout_leaves, strict=True)):
+                # outputs of different shapes: the forward says where; no shared cotangent
+                backward = False
+                jcots = [np.zeros(s.shape, s.dtype) for s in jout_leaves]
+                notes.append("output shapes differ: gradients not compared")
 
         def core(params: Any, rest: Any, fl: list[Any], cots: Any) -> Any:
             rec.begin_trace()
@@ -356,6 +362,9 @@ def compare_model(
         prows = _param_rows(
             pairs, tc, prog, grads[0], new_rest, torch_module, train, r, a, notes, jax_model
         )
+        if not backward:
+            rows = [x._replace(grad=None) for x in rows]
+            prows = [p for p in prows if p.quantity != "grad"]
         findings = C.check_conventions(
             pairs,
             torch_module,
