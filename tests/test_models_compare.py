@@ -740,3 +740,35 @@ def test_pooling_conventions(avg, rule):
     assert not r.ok and r.first_divergence == "pool"
     f = next(f for f in r.diagnosis if f.rule == rule)
     assert f.entry == rule and f.layer == "pool"
+
+
+def test_layers_with_other_names_align_like_the_weights():
+    """torch fc1/fc2 against JAX dense_in/dense_out: paired by load_torch_weights' order."""
+
+    class J(nnx.Module):
+        def __init__(self):
+            self.dense_in = nnx.Linear(3, 4, rngs=nnx.Rngs(0))
+            self.dense_out = nnx.Linear(4, 2, rngs=nnx.Rngs(0))
+
+        def __call__(self, x):
+            return self.dense_out(jnp.tanh(self.dense_in(x)))
+
+    class T(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(10)
+            self.fc1 = torch.nn.Linear(3, 4)
+            self.fc2 = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc2(torch.tanh(self.fc1(x)))
+
+    t, j = T(), J()
+    assert load_torch_weights(j, t).ok
+    r = compare_model(j, t, _x(4, 3))
+    assert r.ok, str(r)
+    assert [(x.torch_name, x.jax_path) for x in r.layers[1:3]] == [
+        ("fc1", "dense_in"),
+        ("fc2", "dense_out"),
+    ]
+    assert {p.torch_name for p in r.params} == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}

@@ -232,7 +232,7 @@ def compare_model(
             hook_names = torch_names
         else:
             jmods = [(p, m) for p, m in jax_modules(jax_model, framework) if _callable_layer(m)]
-            pairs = align_layers(torch_module, jmods)
+            pairs = align_layers(torch_module, jmods, _weight_layers(jax_model, torch_module))
             hook_names = [t for t, _, _ in pairs]
         prog = instrument(
             jax_model, framework, [j for _, j, _ in pairs], train=train, dtype=np.dtype(dtype)
@@ -394,6 +394,24 @@ def compare_model(
     return ModelParityResult(
         tuple(rows), tuple(prows), first, tuple(findings), dtype, train, tuple(notes), torch_tree
     )
+
+
+def _weight_layers(jax_model: Any, torch_module: Any) -> list[tuple[str, str, str]]:
+    """The layer alignment ``load_torch_weights`` finds (names, ``rules``-free order and
+    shapes), on a copy; empty when it cannot align."""
+    from funcdiff.parity.models._weights import load_torch_weights
+
+    try:
+        from flax import nnx
+
+        if isinstance(jax_model, nnx.Module):
+            jax_model = nnx.clone(jax_model)
+    except ImportError:
+        pass
+    try:
+        return [tuple(x) for x in load_torch_weights(jax_model, torch_module, strict=False).layers]  # type: ignore[misc]
+    except Exception:
+        return []
 
 
 def _callable_layer(m: Any) -> bool:
