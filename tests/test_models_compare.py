@@ -533,6 +533,14 @@ def test_tapped_function_agrees(dtype):
     assert all(x.grad is not None for x in r.layers[1:4])
 
 
+def test_function_without_taps_compares_outputs_and_says_so():
+    t = TorchTanhNet()
+    w1, b1, w2, b2 = (_np(p) for p in (t.fc1.weight, t.fc1.bias, t.fc2.weight, t.fc2.bias))
+    r = compare_model(lambda x: jnp.tanh(x @ w1.T + b1) @ w2.T + b2, t, _x(4, 3))
+    assert r.ok and [x.torch_name for x in r.layers] == ["input[0]", "output"]
+    assert any("no taps" in n for n in r.notes)
+
+
 def test_backward_only_bug_localised_by_activation_gradients():
     t = TorchTanhNet()
     r = compare_model(jax.jit(_tanh_fn(t, bad_tanh)), t, _x(4, 3, dtype=np.float64))

@@ -268,6 +268,11 @@ def compare_model(
                 if n in taps
             ]
             hook_names = [t for t, _, _ in pairs]
+            if not taps:
+                notes.append(
+                    "no taps recorded: only the outputs compared (mark intermediates with "
+                    "parity.tap; a function jitted and traced before the comparison hides them)"
+                )
             missing = sorted(taps - set(torch_names))
             if missing:
                 notes.append(f"taps without a torch module of that name: {', '.join(missing)}")
