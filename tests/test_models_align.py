@@ -226,10 +226,12 @@ def test_none_rule_leaves_tensors_out_on_purpose():
         def __init__(self) -> None:
             super().__init__()
             self.fc = torch.nn.Linear(2, 2)
-            self.register_buffer("step", torch.zeros(()))
+            self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     res = load_torch_weights(_abstract(nnx.Linear, 2, 2), WithExtra(), rules=[("step", None)])
     assert res.ok and ("step", "left out by rules[0]") in res.dropped
+    with pytest.raises(ValueError, match=r"(?s)1 problem .*`step`.*rules=\[\(r'step', None\)\]"):
+        load_torch_weights(_abstract(nnx.Linear, 2, 2), WithExtra())
     res = load_torch_weights(
         _abstract(nnx.Linear, 2, 2),
         WithExtra(),
