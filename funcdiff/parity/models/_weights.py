@@ -247,7 +247,10 @@ class WeightMapping:
         if by_order:
             extra.append("aligned by order (check these): " + ", ".join(by_order))
         extra += [f"problem: {p}" for p in self.problems()]
-        extra += [f"dropped: {n}: {why}" for n, why in self.dropped]
+        by_reason: dict[str, list[str]] = {}
+        for n, why in self.dropped:
+            by_reason.setdefault(why, []).append(n)
+        extra += [f"dropped ({why}): {', '.join(ns)}" for why, ns in by_reason.items()]
         extra += [f"note: {n}" for n in self.notes]
         return body + "".join("\n" + e for e in extra)
 
