@@ -239,6 +239,10 @@ def test_none_rule_leaves_tensors_out_on_purpose():
         strict=False,
     )
     assert any("rules[1]" in n and "matched no torch" in n for n in res.notes)
+    with pytest.raises(ValueError, match=r"(?s)1 problem .*rules\[0\] maps `0` to `fcc`, which"):
+        load_torch_weights(
+            _abstract(nnx.Linear, 2, 2), torch.nn.Sequential(WithExtra().fc), rules=[("0", "fcc")]
+        )
 
 
 def test_bad_inputs_give_clear_errors():

@@ -204,9 +204,12 @@ class Pair(NamedTuple):
 
 
 class Alignment(NamedTuple):
+    """The pairs, the torch tensors left out by ``rules``, notes, and ``rules`` errors."""
+
     pairs: list[Pair]
     ignored: list[tuple[str, str]]  # (torch tensor name, why)
     notes: list[str]
+    errors: list[str]  # a rule naming a JAX path that does not exist
 
 
 def _rename_for_leaves(
@@ -332,6 +335,7 @@ def align(
     pairs: list[Pair] = []
     ignored: list[tuple[str, str]] = []
     notes: list[str] = []
+    errors: list[str] = []
     used_rules: set[int] = set()
     taken_jax: set[str] = set()
     free_torch: list[TorchLayer] = []
@@ -343,7 +347,7 @@ def align(
 
             close = difflib.get_close_matches(path, [*by_path, *leaf_owner], n=1)
             hint = f" (closest: `{close[0]}`)" if close else ""
-            notes.append(
+            errors.append(
                 f"rules[{rule_i}] maps `{src}` to `{path}`, which is not a layer or leaf of the "
                 f"JAX model{hint}"
             )
@@ -435,4 +439,4 @@ def align(
                 break
     order = {tl.name: i for i, tl in enumerate(tlayers)}
     pairs.sort(key=lambda p: order.get(p.torch.name, len(order)))
-    return Alignment(pairs, ignored, notes)
+    return Alignment(pairs, ignored, notes, errors)

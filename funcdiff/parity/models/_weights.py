@@ -375,7 +375,16 @@ def _prepare(
 
 
 def _plan(alignment: Alignment) -> _Plan:
-    p = _Plan({}, [], [], set(), set(), list(alignment.ignored), list(alignment.notes), [])
+    p = _Plan(
+        {},
+        [],
+        list(alignment.errors),
+        set(),
+        set(),
+        list(alignment.ignored),
+        list(alignment.notes),
+        [],
+    )
     for pair in alignment.pairs:
         tl, jl, spec = pair.torch, pair.jax, pair.spec
         kind = layer_kind(spec, tl)
