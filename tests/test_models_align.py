@@ -129,6 +129,7 @@ def test_same_shape_layers_out_of_order_are_misaligned_without_rules_and_fixed_b
     m = Swapped(nnx.Rngs(0))  # concrete: nnx.eval_shape would list `a` before `b`
     res = load_torch_weights(m, t)
     assert res.layers == (("0", "b", "Linear"), ("2", "a", "Linear"))  # the record shows it
+    assert any("paired by definition order among several" in n for n in res.notes)
     assert np.abs(np.asarray(m(jnp.asarray(x))) - t(_t(x)).detach().numpy()).max() > 1e-2
     res = load_torch_weights(m, t, rules=[("0", "a"), ("2", "b")])
     assert res.layers == (("0", "a", "Linear"), ("2", "b", "Linear"))

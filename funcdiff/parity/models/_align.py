@@ -324,6 +324,11 @@ def _try(jl: JaxLayer, tl: TorchLayer, spec: RuleSpec) -> tuple[LayerPlan | None
     return plan, _shape_problems(jl, tl, plan)
 
 
+def _fits(jl: JaxLayer, tl: TorchLayer, spec: RuleSpec) -> bool:
+    plan, problems = _try(jl, tl, spec)
+    return plan is not None and not problems
+
+
 def align(
     jax_layers: Sequence[JaxLayer],
     tlayers: Sequence[TorchLayer],
@@ -415,16 +420,25 @@ def align(
             free_torch.remove(same)
             free_jax.remove(jl)
     deferred: list[JaxLayer] = []
+    ambiguous: list[str] = []
     for jl in free_jax:
         spec = spec_for(jl)
-        for tl in free_torch:
+        for k, tl in enumerate(free_torch):
             plan, problems = _try(jl, tl, spec)
             if plan is not None and not problems:
                 pairs.append(Pair(tl, jl, spec, plan, "order", ()))
+                if any(_fits(jl, other, spec) for other in free_torch[k + 1 :]):
+                    ambiguous.append(f"{tl.name or '<root>'} -> {jl.path or '<root>'}")
                 free_torch.remove(tl)
                 break
         else:
             deferred.append(jl)
+    if ambiguous:
+        notes.append(
+            f"{len(ambiguous)} layers were paired by definition order among several of the same "
+            f"kind and shapes ({', '.join(ambiguous[:4])}{', ...' if len(ambiguous) > 4 else ''}"
+            "); if the two models define them in different orders, name the pairs with `rules`"
+        )
     for jl in deferred:  # same kind, wrong shapes: report as mismatches, in order
         spec = spec_for(jl)
         if not spec.torch_kinds:
