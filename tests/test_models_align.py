@@ -129,6 +129,7 @@ def test_same_shape_layers_out_of_order_are_misaligned_without_rules_and_fixed_b
     m = Swapped(nnx.Rngs(0))  # concrete: nnx.eval_shape would list `a` before `b`
     res = load_torch_weights(m, t)
     assert res.layers == (("0", "b", "Linear"), ("2", "a", "Linear"))  # the record shows it
+    assert any("paired by definition order among several" in n for n in res.notes)
     assert np.abs(np.asarray(m(jnp.asarray(x))) - t(_t(x)).detach().numpy()).max() > 1e-2
     res = load_torch_weights(m, t, rules=[("0", "a"), ("2", "b")])
     assert res.layers == (("0", "a", "Linear"), ("2", "b", "Linear"))
@@ -226,10 +227,12 @@ def test_none_rule_leaves_tensors_out_on_purpose():
         def __init__(self) -> None:
             super().__init__()
             self.fc = torch.nn.Linear(2, 2)
-            self.register_buffer("step", torch.zeros(()))
+            self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     res = load_torch_weights(_abstract(nnx.Linear, 2, 2), WithExtra(), rules=[("step", None)])
     assert res.ok and ("step", "left out by rules[0]") in res.dropped
+    with pytest.raises(ValueError, match=r"(?s)1 problem .*`step`.*rules=\[\(r'step', None\)\]"):
+        load_torch_weights(_abstract(nnx.Linear, 2, 2), WithExtra())
     res = load_torch_weights(
         _abstract(nnx.Linear, 2, 2),
         WithExtra(),
@@ -237,6 +240,10 @@ def test_none_rule_leaves_tensors_out_on_purpose():
         strict=False,
     )
     assert any("rules[1]" in n and "matched no torch" in n for n in res.notes)
+    with pytest.raises(ValueError, match=r"(?s)1 problem .*rules\[0\] maps `0` to `fcc`, which"):
+        load_torch_weights(
+            _abstract(nnx.Linear, 2, 2), torch.nn.Sequential(WithExtra().fc), rules=[("0", "fcc")]
+        )
 
 
 def test_bad_inputs_give_clear_errors():

@@ -204,9 +204,12 @@ class Pair(NamedTuple):
 
 
 class Alignment(NamedTuple):
+    """The pairs, the torch tensors left out by ``rules``, notes, and ``rules`` errors."""
+
     pairs: list[Pair]
     ignored: list[tuple[str, str]]  # (torch tensor name, why)
     notes: list[str]
+    errors: list[str]  # a rule naming a JAX path that does not exist
 
 
 def _rename_for_leaves(
@@ -321,6 +324,11 @@ def _try(jl: JaxLayer, tl: TorchLayer, spec: RuleSpec) -> tuple[LayerPlan | None
     return plan, _shape_problems(jl, tl, plan)
 
 
+def _fits(jl: JaxLayer, tl: TorchLayer, spec: RuleSpec) -> bool:
+    plan, problems = _try(jl, tl, spec)
+    return plan is not None and not problems
+
+
 def align(
     jax_layers: Sequence[JaxLayer],
     tlayers: Sequence[TorchLayer],
@@ -332,6 +340,7 @@ def align(
     pairs: list[Pair] = []
     ignored: list[tuple[str, str]] = []
     notes: list[str] = []
+    errors: list[str] = []
     used_rules: set[int] = set()
     taken_jax: set[str] = set()
     free_torch: list[TorchLayer] = []
@@ -343,7 +352,7 @@ def align(
 
             close = difflib.get_close_matches(path, [*by_path, *leaf_owner], n=1)
             hint = f" (closest: `{close[0]}`)" if close else ""
-            notes.append(
+            errors.append(
                 f"rules[{rule_i}] maps `{src}` to `{path}`, which is not a layer or leaf of the "
                 f"JAX model{hint}"
             )
@@ -411,16 +420,25 @@ def align(
             free_torch.remove(same)
             free_jax.remove(jl)
     deferred: list[JaxLayer] = []
+    ambiguous: list[str] = []
     for jl in free_jax:
         spec = spec_for(jl)
-        for tl in free_torch:
+        for k, tl in enumerate(free_torch):
             plan, problems = _try(jl, tl, spec)
             if plan is not None and not problems:
                 pairs.append(Pair(tl, jl, spec, plan, "order", ()))
+                if any(_fits(jl, other, spec) for other in free_torch[k + 1 :]):
+                    ambiguous.append(f"{tl.name or '<root>'} -> {jl.path or '<root>'}")
                 free_torch.remove(tl)
                 break
         else:
             deferred.append(jl)
+    if ambiguous:
+        notes.append(
+            f"{len(ambiguous)} layers were paired by definition order among several of the same "
+            f"kind and shapes ({', '.join(ambiguous[:4])}{', ...' if len(ambiguous) > 4 else ''}"
+            "); if the two models define them in different orders, name the pairs with `rules`"
+        )
     for jl in deferred:  # same kind, wrong shapes: report as mismatches, in order
         spec = spec_for(jl)
         if not spec.torch_kinds:
@@ -435,4 +453,4 @@ def align(
                 break
     order = {tl.name: i for i, tl in enumerate(tlayers)}
     pairs.sort(key=lambda p: order.get(p.torch.name, len(order)))
-    return Alignment(pairs, ignored, notes)
+    return Alignment(pairs, ignored, notes, errors)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -222,7 +223,7 @@ class WeightMapping:
 
     def __str__(self) -> str:
         n_t = len({r.torch_name for r in self.rows})
-        status = "OK" if self.ok else f"FAILED ({len(self.problems())} problems)"
+        status = "OK" if self.ok else f"FAILED ({_count(len(self.problems()), 'problem')})"
         body = table(
             ["torch", "torch shape", "rule", "JAX", "JAX shape", "kind"],
             [
@@ -246,7 +247,10 @@ class WeightMapping:
         if by_order:
             extra.append("aligned by order (check these): " + ", ".join(by_order))
         extra += [f"problem: {p}" for p in self.problems()]
-        extra += [f"dropped: {n}: {why}" for n, why in self.dropped]
+        by_reason: dict[str, list[str]] = {}
+        for n, why in self.dropped:
+            by_reason.setdefault(why, []).append(n)
+        extra += [f"dropped ({why}): {', '.join(ns)}" for why, ns in by_reason.items()]
         extra += [f"note: {n}" for n in self.notes]
         return body + "".join("\n" + e for e in extra)
 
@@ -278,6 +282,10 @@ class WeightMapping:
             "aligned_by": list(self.aligned_by),
             "hints": dict(self.hints),
         }
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _hints(alignment: Alignment, torch_left: set[str], jax_left: set[str]) -> dict[str, str]:
@@ -367,7 +375,16 @@ def _prepare(
 
 
 def _plan(alignment: Alignment) -> _Plan:
-    p = _Plan({}, [], [], set(), set(), list(alignment.ignored), list(alignment.notes), [])
+    p = _Plan(
+        {},
+        [],
+        list(alignment.errors),
+        set(),
+        set(),
+        list(alignment.ignored),
+        list(alignment.notes),
+        [],
+    )
     for pair in alignment.pairs:
         tl, jl, spec = pair.torch, pair.jax, pair.spec
         kind = layer_kind(spec, tl)
@@ -516,6 +533,13 @@ def load_torch_weights(
         if c:
             closest[p_] = c
     hints = _hints(alignment, set(unmatched_t), set(unmatched_j))
+    arrays = {n: tl.tensors[r] for tl in tls for r, n in tl.names.items()}
+    for n in unmatched_t:
+        if arrays[n].dtype.kind in "iub" and n not in hints:
+            hints[n] = (
+                f"an {arrays[n].dtype} buffer, not a weight? leave it out with "
+                f"rules=[(r{re.escape(n)!r}, None)]"
+            )
     record = WeightMapping(
         jax_model,
         tuple(plan.rows),
@@ -536,7 +560,7 @@ def load_torch_weights(
         lines = "\n".join(f"  - {p}" for p in record.problems())
         raise ValueError(
             f"Cannot load the torch weights into `{name}` ({fw}): "
-            f"{len(record.problems())} problems (nothing was loaded):\n{lines}\n"
+            f"{_count(len(record.problems()), 'problem')} (nothing was loaded):\n{lines}\n"
             "Fix the port, name the pairs with `rules=[(torch_regex, jax_path), ...]`, or pass "
             "`strict=False` to load what matches."
         )
@@ -650,7 +674,7 @@ def export_torch_weights(
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ValueError(
             f"Cannot export `{_model_name(jax_model, fw)}` ({fw}) to torch: "
-            f"{len(problems)} problems:\n{lines}"
+            f"{_count(len(problems), 'problem')}:\n{lines}"
         )
     del torch
     return {n: out[n] for n in state}
