@@ -234,6 +234,15 @@ def compare_model(
             jmods = [(p, m) for p, m in jax_modules(jax_model, framework) if _callable_layer(m)]
             pairs = align_layers(torch_module, jmods, _weight_layers(jax_model, torch_module))
             hook_names = [t for t, _, _ in pairs]
+            aligned = {j for _, j, _ in pairs}
+            lone = [
+                p
+                for p, m in jmods
+                if p not in aligned
+                and not any(a.startswith(p + ".") or p.startswith(a + ".") for a in aligned)
+            ]
+            if lone:
+                notes.append(f"JAX layers without a torch twin: {', '.join(lone[:8])}")
         prog = instrument(
             jax_model, framework, [j for _, j, _ in pairs], train=train, dtype=np.dtype(dtype)
         )
