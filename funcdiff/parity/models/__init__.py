@@ -1,0 +1,1 @@
+"""Model porting: torch weights in JAX models, whole-model and training-run parity."""

@@ -1,0 +1,824 @@
+r"""``compare_training``: a JAX port and its torch model trained side by side, step by step.
+
+Both frameworks start from torch's weights and see the same batches. Every step compares the
+loss, every parameter's gradient, the optimizer's update, the parameters after the step, the
+float buffers (BatchNorm running statistics) and the learning rate, each by torch name. The
+first step where any of them leaves its tolerance is the *first divergence*; it is named with
+its part: **forward** (loss, running statistics), **gradient**, **optimizer** (lr, update,
+parameters).
+
+How the JAX side runs: the port is turned into a pure function of the parameters in torch's
+layout (one array per ``named_parameters()`` entry; the layout rules of the weight loader
+become one gather inside the step), so gradients, updates and parameters are compared
+element for element by torch name. The optax transformation ``tx`` is applied to the list of
+parameters the torch optimizer holds, group after group, in torch's shapes: the convention
+of :func:`~funcdiff.parity.optax_like`. The whole step (forward, ``value_and_grad``,
+``tx.update``) is one ``jax.jit`` program, compiled once for the run.
+
+Tolerances per element: ``|jax - torch| <= (atol + rtol |torch|) * envelope(k)`` at step
+``k`` (1-based). float64: ``envelope = 1`` with ``(rtol, atol) = (1e-9, 1e-12)``: the two
+frameworks must agree at every step. float32: ``(1e-4, 1e-5)`` and
+``envelope(k) = 1 + k / 10`` for runs without teacher forcing, from the measurement in
+docs/training_parity.md (honest float32 runs drift apart roughly linearly in the step, about
+1e-6 relative per step for the example models); with teacher forcing errors do not
+accumulate and the envelope stays 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from funcdiff import _report
+from funcdiff._config import scoped
+from funcdiff._validation import check_positive_float
+from funcdiff.parity import _optim
+from funcdiff.parity._compare import DEFAULT_TOLERANCES, compare_arrays
+from funcdiff.parity._measure import torch_precision
+from funcdiff.parity._torch import require_torch
+from funcdiff.parity.models import _training_setup as S
+
+__all__ = ["Drift", "TrainingParityResult", "TrainingStep", "compare_training"]
+
+#: Data-flow order of the compared quantities, and the part each belongs to.
+QUANTITIES = ("loss", "buffer", "gradient", "lr", "update", "parameter")
+PART = {
+    "loss": "forward",
+    "buffer": "forward",
+    "gradient": "gradient",
+    "lr": "optimizer",
+    "update": "optimizer",
+    "parameter": "optimizer",
+}
+#: float32 envelope slope: the allowance at step k is (atol + rtol |ref|) * (1 + k * slope).
+FLOAT32_ENVELOPE_SLOPE = 0.1
+
+
+def envelope(dtype: str, step: int, *, teacher_forcing: bool) -> float:
+    """The factor on ``atol + rtol |torch|`` at ``step`` (1-based); see the module docstring."""
+    if dtype == "float64" or teacher_forcing:
+        return 1.0
+    return 1.0 + FLOAT32_ENVELOPE_SLOPE * step
+
+
+class TrainingStep(NamedTuple):
+    """One training step compared.
+
+    Errors are the largest ``|jax - torch|`` over all elements of all parameters (or
+    buffers); the ``*_name`` fields give the torch name where that largest error sits.
+
+    Attributes:
+      step: 1-based step number.
+      lr: torch's learning rate for this step (first param group).
+      lr_jax: the JAX side's learning rate when it is known (``tx`` built here, or an
+        ``optax.inject_hyperparams`` state), else None.
+      loss_torch, loss_jax: the losses at the step's starting parameters.
+      loss_error: ``|loss_jax - loss_torch|``.
+      grad_error, grad_name: largest gradient error and its parameter.
+      update_error, update_name: largest error of the update ``θ_after - θ_before``.
+      param_error, param_name: largest parameter error after the step.
+      buffer_error, buffer_name: largest running-statistics error after the step.
+      passed: every quantity within its allowance.
+      failed: ``(quantity, torch name)`` of every failing quantity, in data-flow order.
+      excess: the largest error/allowance ratio of the step (> 1 fails).
+    """
+
+    step: int
+    lr: float | None
+    lr_jax: float | None
+    loss_torch: float
+    loss_jax: float
+    loss_error: float
+    grad_error: float
+    grad_name: str
+    update_error: float
+    update_name: str
+    param_error: float
+    param_name: str
+    buffer_error: float
+    buffer_name: str
+    passed: bool
+    failed: tuple[tuple[str, str], ...]
+    excess: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self._asdict()
+        d["failed"] = [list(f) for f in self.failed]
+        return d
+
+
+class Drift(NamedTuple):
+    """How the parameter error grows over the run.
+
+    Attributes:
+      param_error: ``(steps,)`` largest parameter error after each step.
+      growth_per_step: ``exp(b)`` of a least-squares fit ``log err ≈ a + b k`` over the steps
+        with a nonzero error (1.0: no growth); None with fewer than two such steps.
+      linear_rate: slope of a least-squares line ``err ≈ c + r k`` (error per step).
+    """
+
+    param_error: np.ndarray
+    growth_per_step: float | None
+    linear_rate: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "param_error": self.param_error.tolist(),
+            "growth_per_step": self.growth_per_step,
+            "linear_rate": self.linear_rate,
+        }
+
+
+def _drift(err: np.ndarray) -> Drift:
+    k = np.arange(1, err.size + 1, dtype=np.float64)
+    good = np.isfinite(err) & (err > 0)
+    growth = None
+    if good.sum() >= 2:
+        b = np.polyfit(k[good], np.log(err[good]), 1)[0]
+        growth = float(np.exp(b))
+    fin = np.isfinite(err)
+    rate = float(np.polyfit(k[fin], err[fin], 1)[0]) if fin.sum() >= 2 else 0.0
+    return Drift(err, growth, rate)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingParityResult:
+    """The outcome of :func:`compare_training`.
+
+    Attributes:
+      steps: one :class:`TrainingStep` per step.
+      dtype: ``"float64"`` or ``"float32"``.
+      rtol, atol: the base tolerances (multiplied by :func:`envelope` at each step).
+      teacher_forcing: whether the JAX side was reset to torch's state before every step.
+      first_divergent_step: the first failing step (1-based), or None.
+      first_divergent_quantity: ``"loss"``, ``"buffer"``, ``"gradient"``, ``"lr"``,
+        ``"update"`` or ``"parameter"``: the first failing one in data-flow order.
+      first_divergent_part: ``"forward"``, ``"gradient"`` or ``"optimizer"``.
+      first_divergent_parameter: the torch name failing worst there (None for loss and lr).
+      drift: the parameter error against the step and its fitted growth.
+      framework: ``"nnx"``, ``"equinox"`` or ``"function"``.
+      optimizer: e.g. ``"SGD + StepLR"``.
+      notes: what could not be compared or was special.
+      compiles: how many times the JAX step was traced (1 for a healthy run).
+      torch_seconds, jax_seconds: wall time of the stepping loops (JAX without the compile).
+    """
+
+    steps: tuple[TrainingStep, ...]
+    dtype: str
+    rtol: float
+    atol: float
+    teacher_forcing: bool
+    first_divergent_step: int | None
+    first_divergent_quantity: str | None
+    first_divergent_part: str | None
+    first_divergent_parameter: str | None
+    drift: Drift
+    framework: str = "function"
+    optimizer: str = ""
+    notes: tuple[str, ...] = ()
+    compiles: int = 1
+    torch_seconds: float = 0.0
+    jax_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every step agreed (and there was at least one)."""
+        return bool(self.steps) and self.first_divergent_step is None
+
+    @property
+    def torch_steps_per_second(self) -> float:
+        return len(self.steps) / self.torch_seconds if self.torch_seconds > 0 else float("inf")
+
+    @property
+    def jax_steps_per_second(self) -> float:
+        return len(self.steps) / self.jax_seconds if self.jax_seconds > 0 else float("inf")
+
+    def _title(self) -> str:
+        mode = "teacher-forced" if self.teacher_forcing else "free-running"
+        head = (
+            f"training parity {self.optimizer} ({self.framework} port), {len(self.steps)} "
+            f"{mode} steps in {self.dtype}: "
+        )
+        if self.ok:
+            return head + "OK"
+        where = f" in {self.first_divergent_parameter}" if self.first_divergent_parameter else ""
+        return head + (
+            f"FAILED from step {self.first_divergent_step}: {self.first_divergent_quantity} "
+            f"({self.first_divergent_part}){where}"
+        )
+
+    def _table(self, picks: list[int]) -> str:
+        headers = [
+            "",
+            "step",
+            "lr",
+            "loss torch",
+            "loss jax",
+            "|Δloss|",
+            "max |Δgrad|",
+            "in",
+            "max |Δupdate|",
+            "max |Δθ|",
+            "in",
+            "pass",
+        ]
+        rows = []
+        for k in picks:
+            s = self.steps[k - 1]
+            mark = ">>" if k == self.first_divergent_step else ""
+            rows.append(
+                [
+                    mark,
+                    s.step,
+                    s.lr,
+                    s.loss_torch,
+                    s.loss_jax,
+                    s.loss_error,
+                    s.grad_error,
+                    s.grad_name,
+                    s.update_error,
+                    s.param_error,
+                    s.param_name,
+                    s.passed,
+                ]
+            )
+        return _report.table(headers, rows, title=self._title(), digits=6)
+
+    def __str__(self) -> str:
+        n = len(self.steps)
+        picks = {1, 2, *(max(1, round(n * f)) for f in (0.25, 0.5, 0.75)), n}
+        if self.first_divergent_step is not None:
+            k = self.first_divergent_step
+            picks |= {max(1, k - 1), k, min(n, k + 1)}
+        out = self._table(sorted(p for p in picks if 1 <= p <= n))
+        g = self.drift.growth_per_step
+        out += (
+            f"\ndrift: max |Δθ| {_report.fmt(float(np.nanmax(self.drift.param_error)))}, "
+            f"growth per step {'-' if g is None else f'{g:.4f}'}, "
+            f"{_report.fmt(self.drift.linear_rate)} per step (linear fit)"
+        )
+        if self.first_divergent_step is not None:
+            s = self.steps[self.first_divergent_step - 1]
+            out += "\nfailing at step {}: {}".format(
+                s.step, ", ".join(f"{q} {n}".strip() for q, n in s.failed)
+            )
+        return out + "".join(f"\nnote: {n}" for n in self.notes)
+
+    def assert_ok(self) -> None:
+        """Raises ``AssertionError`` with the table and the first divergence when not ok."""
+        if not self.ok:
+            raise AssertionError("JAX and PyTorch train differently:\n" + str(self))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "dtype": self.dtype,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "teacher_forcing": self.teacher_forcing,
+            "first_divergent_step": self.first_divergent_step,
+            "first_divergent_quantity": self.first_divergent_quantity,
+            "first_divergent_part": self.first_divergent_part,
+            "first_divergent_parameter": self.first_divergent_parameter,
+            "framework": self.framework,
+            "optimizer": self.optimizer,
+            "notes": list(self.notes),
+            "compiles": self.compiles,
+            "torch_steps_per_second": self.torch_steps_per_second,
+            "jax_steps_per_second": self.jax_steps_per_second,
+            "drift": self.drift.to_dict(),
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+    def plot(self, path: str) -> str:
+        """Writes the loss curves of both and the errors against the step (log scale).
+
+        Needs matplotlib (``pip install matplotlib``); returns ``path``.
+        """
+        try:
+            import matplotlib
+        except ImportError as e:  # pragma: no cover - optional dependency
+            raise ImportError("plot needs matplotlib: pip install matplotlib") from e
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        k = np.array([s.step for s in self.steps])
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+        ax1.plot(k, [s.loss_torch for s in self.steps], lw=3, alpha=0.5, label="torch")
+        ax1.plot(k, [s.loss_jax for s in self.steps], "--", label="jax")
+        ax1.set(xlabel="step", ylabel="loss", yscale="log", title="loss")
+        ax1.legend()
+        tiny = np.finfo(np.float64).tiny
+        for field, label in (
+            ("loss_error", "|Δloss|"),
+            ("grad_error", "max |Δgrad|"),
+            ("update_error", "max |Δupdate|"),
+            ("param_error", "max |Δθ|"),
+        ):
+            ax2.semilogy(k, [max(getattr(s, field), tiny) for s in self.steps], label=label)
+        if self.first_divergent_step is not None:
+            ax2.axvline(self.first_divergent_step, color="red", ls=":", label="first divergence")
+        ax2.set(xlabel="step", ylabel="torch − jax", title=f"errors ({self.dtype})")
+        ax2.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _to_numpy(x: Any, name: str) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    try:
+        return np.asarray(x)
+    except Exception:
+        raise TypeError(f"Expected {name} to be an array, got {type(x).__name__}.") from None
+
+
+def _batches(batches: Iterable[Any], steps: int | None, dtype: str) -> list[tuple[Any, Any]]:
+    if not isinstance(batches, Iterable):
+        raise TypeError(
+            f"Expected `batches` to be an iterable of (inputs, targets), got "
+            f"{type(batches).__name__}."
+        )
+    items = list(batches if steps is None else itertools.islice(batches, steps))
+    if not items:
+        raise ValueError("Expected `batches` to hold at least one (inputs, targets), got none.")
+    if steps is not None and len(items) < steps:
+        raise ValueError(
+            f"Expected `batches` to hold at least `steps`={steps} batches, got {len(items)}."
+        )
+    out = []
+    for i, b in enumerate(items):
+        if not (isinstance(b, tuple | list) and len(b) == 2):
+            raise TypeError(
+                f"Expected every item of `batches` to be a pair (inputs, targets), got "
+                f"{type(b).__name__} at index {i}."
+            )
+        pair = []
+        for j, part in enumerate(b):
+            a = _to_numpy(part, f"`batches[{i}][{j}]`")
+            if np.issubdtype(a.dtype, np.floating):
+                a = a.astype(dtype)
+            pair.append(a)
+        out.append((pair[0], pair[1]))
+    first = [(a.shape, a.dtype) for a in out[0]]
+    for i, b in enumerate(out[1:], start=1):
+        got = [(a.shape, a.dtype) for a in b]
+        if got != first:
+            raise ValueError(
+                f"Expected every batch to have the shapes and dtypes of batch 0 "
+                f"{[(s, str(d)) for s, d in first]}, got {[(s, str(d)) for s, d in got]} at "
+                f"`batches[{i}]` (the jitted step is compiled for one shape; drop the ragged "
+                "last batch)."
+            )
+    return out
+
+
+def _losses(loss: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    if isinstance(loss, str):
+        return S.named_loss(loss)
+    if isinstance(loss, tuple | list) and len(loss) == 2 and all(callable(f) for f in loss):
+        return loss[0], loss[1]
+    raise TypeError(
+        "Expected `loss` to be 'mse', 'cross_entropy' or a pair (jax_loss, torch_loss) of "
+        f"functions (outputs, targets) -> scalar, got {type(loss).__name__}."
+    )
+
+
+def _build_tx(torch: Any, side: S.TorchSide, tx: Any, clip: float | None) -> tuple[Any, Any]:
+    """``(tx, lr_fn)``: the optax transformation and, when built here, its lr per count."""
+    if tx is not None:
+        if not isinstance(tx, optax.GradientTransformation):
+            raise TypeError(
+                f"Expected `tx` to be an optax.GradientTransformation or None, got "
+                f"{type(tx).__name__}."
+            )
+        return tx, None
+    try:
+        built = _optim.optax_like(side.optimizer, side.scheduler)
+    except NotImplementedError as e:
+        raise NotImplementedError(
+            f"`torch_optimizer` cannot be mapped to optax: {e} Pass `tx` yourself."
+        ) from None
+    group = side.optimizer.param_groups[0]
+    if side.scheduler is not None:
+        sched = _optim._schedule(side.scheduler, float(side.scheduler.base_lrs[0]))
+        lr_fn = lambda k: float(sched(jnp.asarray(k)))
+    else:
+        lr_fn = lambda k: float(group["lr"])
+    if clip is not None:
+        built = optax.chain(S.clip_grad_norm_like_torch(clip), built)
+    return built, lr_fn
+
+
+def _injected_lr(state: Any) -> float | None:
+    for node in jax.tree_util.tree_leaves(
+        state, is_leaf=lambda n: isinstance(n, optax.InjectHyperparamsState)
+    ):
+        if isinstance(node, optax.InjectHyperparamsState):
+            lr = node.hyperparams.get("learning_rate")
+            if lr is not None:
+                return float(lr)
+    return None
+
+
+# ----------------------------------------------------------------------------- the JAX step
+
+
+def _make_step(
+    forward: Callable[..., Any],
+    jax_loss: Callable[..., Any],
+    tx: Any,
+    opt_index: tuple[int, ...],
+    forced: bool,
+    traces: list[int],
+) -> Callable[..., Any]:
+    def loss_fn(theta: tuple, buffers: tuple, x: Any, y: Any) -> tuple[Any, tuple]:
+        out, new_buffers = forward(theta, buffers, x)
+        return jax_loss(out, y), new_buffers
+
+    def step(theta: tuple, buffers: tuple, opt_state: Any, x: Any, y: Any, feed: tuple) -> Any:
+        traces.append(1)
+        (loss, new_buffers), grads = jax.value_and_grad(loss_fn, has_aux=True)(theta, buffers, x, y)
+        source = feed if forced else grads
+        updates, opt_state = tx.update(
+            [source[i] for i in opt_index], opt_state, [theta[i] for i in opt_index]
+        )
+        new_theta = list(theta)
+        for j, i in enumerate(opt_index):
+            new_theta[i] = (theta[i] + updates[j]).astype(theta[i].dtype)
+        return tuple(new_theta), new_buffers, opt_state, loss, grads
+
+    return jax.jit(step)
+
+
+# ----------------------------------------------------------------------------- comparison
+
+
+def _worst(
+    quantity: str,
+    names: tuple[str, ...],
+    jax_arrays: Iterable[Any],
+    torch_arrays: Iterable[Any],
+    rtol: float,
+    atol: float,
+) -> tuple[float, str, float, str]:
+    """``(max abs error, its name, max excess, name of the max excess)``."""
+    err, err_name, exc, exc_name = 0.0, "", 0.0, ""
+    for n, a, b in zip(names, jax_arrays, torch_arrays, strict=True):
+        row = compare_arrays(
+            quantity, n, np.asarray(a), np.asarray(b), rtol, atol, check_dtype=False
+        )
+        e = float(row.max_abs_error)
+        if not e <= err:  # also takes NaN/inf
+            err, err_name = e, n
+        x = float(row.excess)
+        x = np.inf if x != x else x
+        if not row.passed:
+            x = max(x, float(np.nextafter(1.0, 2.0)))
+        if not x <= exc:
+            exc, exc_name = x, n
+    return err, err_name, exc, exc_name
+
+
+def compare_training(
+    jax_model: Any,
+    tx: Any,
+    torch_module: Any,
+    torch_optimizer: Any,
+    batches: Iterable[Any],
+    *,
+    loss: Any,
+    steps: int | None = None,
+    scheduler: Any = None,
+    clip_grad_norm: float | None = None,
+    train: bool = True,
+    teacher_forcing: bool = False,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> TrainingParityResult:
+    r"""Trains a JAX port and its torch model on the same batches and compares every step.
+
+    Both sides start from torch's weights (loaded into a copy of the JAX model through the
+    weight loader's layout rules; the user's models are not changed). The torch module,
+    optimizer and scheduler are deep-copied together and the copies are stepped: the
+    originals are left as they were. Each step, torch runs ``zero_grad``, forward, the loss,
+    ``backward``, ``clip_grad_norm_`` (when asked), ``optimizer.step()`` and
+    ``scheduler.step()``; JAX runs one jitted step: forward, ``value_and_grad``,
+    ``tx.update`` on the optimizer's parameters (torch's order and shapes), the update.
+
+    With ``teacher_forcing=True``, before every step the JAX parameters, buffers and
+    optimizer state are set to torch's (the state of :func:`~funcdiff.parity.optax_like`'s
+    transforms is known; other states are kept and said so in ``notes``), and the optimizer
+    is fed torch's gradients: each step's error is then measured alone and split into
+    forward (loss, running statistics given equal parameters), gradient (given equal
+    parameters) and optimizer (update given equal gradients and state).
+
+    Args:
+      jax_model: a ``flax.nnx.Module``, an ``equinox.Module`` (without BatchNorm), or a pair
+        ``(apply_fn, params)``: ``apply_fn(params, inputs[, train=...])`` returning the
+        outputs, or ``(outputs, new_params)`` when ``params`` holds running statistics.
+        ``params`` keyed like torch's ``state_dict`` (flat dotted keys or nested dicts) is
+        used as is; other pytrees go through ``load_torch_weights``.
+      tx: the optax transformation of the port, applied to the list of the torch
+        optimizer's parameters (group after group, torch's shapes); it must include any
+        gradient clipping. None builds ``chain(clip_grad_norm_like_torch(clip_grad_norm),
+        optax_like(torch_optimizer, scheduler))``.
+      torch_module: the torch model (float32 or float64; the dtype of the run).
+      torch_optimizer: a fresh ``torch.optim`` optimizer over ``torch_module``'s parameters.
+      batches: iterable of ``(inputs, targets)`` arrays (NumPy, JAX or torch), all of one
+        shape; float arrays are cast to the model's dtype.
+      loss: ``"mse"``, ``"cross_entropy"`` (torch's definitions, mean reduction) or a pair
+        ``(jax_loss, torch_loss)`` of functions ``(outputs, targets) -> scalar``.
+      steps: number of steps (default: every batch).
+      scheduler: an ``lr_scheduler`` attached to ``torch_optimizer``, stepped after every
+        optimizer step; or None.
+      clip_grad_norm: ``max_norm`` for ``torch.nn.utils.clip_grad_norm_`` over the
+        optimizer's parameters, on the torch side (and in the ``tx`` built when ``tx`` is
+        None).
+      train: train mode (batch statistics, running statistics updated) or eval mode.
+      teacher_forcing: reset the JAX side to torch's state before every step (see above).
+      rtol, atol: base tolerances (default per dtype: float64 ``(1e-9, 1e-12)``, float32
+        ``(1e-4, 1e-5)``), multiplied by :func:`envelope` at each step.
+
+    Returns:
+      A :class:`TrainingParityResult`.
+
+    Raises:
+      TypeError: a model, optimizer, ``tx``, ``loss`` or batch of the wrong kind.
+      ValueError: batches of different shapes, or shapes a model rejects; a loss that is not
+        a scalar; an optimizer whose parameters are not the module's; weights that do not
+        load.
+      NotImplementedError: a torch optimizer or scheduler ``optax_like`` cannot map (pass
+        ``tx``), an Equinox model with BatchNorm state.
+
+    Examples:
+      >>> import numpy as np, optax, torch
+      >>> import jax.numpy as jnp
+      >>> net = torch.nn.Linear(3, 1).double()
+      >>> opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+      >>> apply = lambda p, x: x @ p["weight"].T + p["bias"]
+      >>> params = {"weight": np.zeros((1, 3)), "bias": np.zeros(1)}
+      >>> rng = np.random.default_rng(0)
+      >>> data = [(rng.normal(size=(8, 3)), rng.normal(size=(8, 1))) for _ in range(5)]
+      >>> compare_training((apply, params), None, net, opt, data, loss="mse").ok
+      True
+    """
+    torch = require_torch()
+    tol = {
+        k: None if v is None else check_positive_float(k, v) if v != 0 else 0.0
+        for k, v in (("rtol", rtol), ("atol", atol))
+    }
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"Expected `steps` to be a positive int or None, got {steps!r}.")
+    if clip_grad_norm is not None:
+        clip_grad_norm = check_positive_float("clip_grad_norm", clip_grad_norm)
+    jax_loss, torch_loss = _losses(loss)
+    side = S.copy_torch(torch, torch_module, torch_optimizer, scheduler)
+    dtype = side.dtype
+    d_rtol, d_atol = DEFAULT_TOLERANCES[dtype]
+    r_tol = d_rtol if tol["rtol"] is None else tol["rtol"]
+    a_tol = d_atol if tol["atol"] is None else tol["atol"]
+    data = _batches(batches, steps, dtype)
+    tx, lr_fn = _build_tx(torch, side, tx, clip_grad_norm)
+    name = type(side.optimizer).__name__ + (
+        "" if side.scheduler is None else f" + {type(side.scheduler).__name__}"
+    )
+    with (
+        scoped(x64=dtype == "float64", matmul_precision="highest"),
+        torch_precision(torch, float64=dtype == "float64"),
+    ):
+        return _run(
+            jax_model,
+            tx,
+            side,
+            data,
+            jax_loss,
+            torch_loss,
+            lr_fn=lr_fn,
+            clip=clip_grad_norm,
+            train=train,
+            forced=teacher_forcing,
+            rtol=r_tol,
+            atol=a_tol,
+            name=name,
+            torch=torch,
+        )
+
+
+def _torch_values(side: S.TorchSide) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    params = dict(side.module.named_parameters())
+    buffers = dict(side.module.named_buffers())
+    return (
+        [params[n].detach().numpy().copy() for n in side.param_names],
+        [buffers[n].detach().numpy().copy() for n in side.buffer_names],
+    )
+
+
+def _torch_opt_state(side: S.TorchSide) -> list[dict[str, np.ndarray]]:
+    out = []
+    for g in side.optimizer.param_groups:
+        for p in g["params"]:
+            st = side.optimizer.state.get(p, {})
+            out.append(
+                {
+                    k: v.detach().numpy().copy()
+                    for k, v in st.items()
+                    if hasattr(v, "detach") and v.is_floating_point()
+                }
+            )
+    return out
+
+
+def _run(
+    jax_model: Any,
+    tx: Any,
+    side: S.TorchSide,
+    data: list[tuple[np.ndarray, np.ndarray]],
+    jax_loss: Callable[..., Any],
+    torch_loss: Callable[..., Any],
+    *,
+    lr_fn: Callable[[int], float] | None,
+    clip: float | None,
+    train: bool,
+    forced: bool,
+    rtol: float,
+    atol: float,
+    name: str,
+    torch: Any,
+) -> TrainingParityResult:
+    jside = S.bind_jax_model(jax_model, side, train=train, torch=torch)
+    notes = list(jside.notes)
+    module, opt, sched = side.module, side.optimizer, side.scheduler
+    module.train(train)
+    named = dict(module.named_parameters())
+    opt_params = [p for g in opt.param_groups for p in g["params"]]
+    trainable = tuple(n for n in side.param_names if named[n].requires_grad)
+    theta_np, buffers_np = _torch_values(side)
+    theta = tuple(jnp.asarray(a) for a in theta_np)
+    buffers = tuple(jnp.asarray(a) for a in buffers_np)
+    x0, y0 = (jnp.asarray(a) for a in data[0])
+    # Boundary checks on the JAX side: shapes the model accepts, a scalar loss.
+    try:
+        out_shape = jax.eval_shape(lambda t, b, x: jside.forward(t, b, x)[0], theta, buffers, x0)
+    except Exception as e:
+        raise ValueError(
+            f"`jax_model` rejects the inputs of `batches` (shape {tuple(x0.shape)}): "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
+    loss_shape = jax.eval_shape(jax_loss, out_shape, jax.ShapeDtypeStruct(y0.shape, y0.dtype))
+    if getattr(loss_shape, "shape", None) != ():
+        raise ValueError(
+            f"Expected the JAX loss of `loss` to return a scalar, got shape "
+            f"{getattr(loss_shape, 'shape', type(loss_shape).__name__)}; reduce it (mean)."
+        )
+    opt_state = tx.init([theta[i] for i in side.opt_index])
+    traces: list[int] = []
+    step_fn = _make_step(jside.forward, jax_loss, tx, side.opt_index, forced, traces)
+    zeros = tuple(jnp.zeros_like(t) for t in theta)
+
+    rows: list[TrainingStep] = []
+    t_torch = t_jax = 0.0
+    first: tuple[int, str, str] | None = None
+    for k, (xb, yb) in enumerate(data, start=1):
+        # ---- torch
+        tic = time.perf_counter()
+        if forced:
+            theta_np, buffers_np = _torch_values(side)
+            t_state = _torch_opt_state(side)
+        xt, yt = torch.from_numpy(xb), torch.from_numpy(yb)
+        opt.zero_grad(set_to_none=True)
+        try:
+            out = module(xt)
+        except Exception as e:
+            raise ValueError(
+                f"`torch_module` rejects the inputs of `batches[{k - 1}]` (shape {xb.shape}): "
+                f"{type(e).__name__}: {e}"
+            ) from None
+        t_loss = torch_loss(out, yt)
+        if not hasattr(t_loss, "numel") or t_loss.numel() != 1 or t_loss.dim() != 0:
+            raise ValueError(
+                "Expected the torch loss of `loss` to return a scalar tensor, got "
+                f"{getattr(t_loss, 'shape', type(t_loss).__name__)}; reduce it (mean)."
+            )
+        t_loss.backward()
+        t_grads = [
+            np.zeros_like(theta_np[i]) if named[n].grad is None else named[n].grad.numpy().copy()
+            for i, n in enumerate(side.param_names)
+        ]
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(opt_params, clip)
+        lr_t = float(opt.param_groups[0]["lr"])
+        before = [named[n].detach().numpy().copy() for n in side.param_names]
+        opt.step()
+        if sched is not None:
+            sched.step()
+        after, buf_after = _torch_values(side)
+        t_torch += time.perf_counter() - tic
+
+        # ---- JAX
+        tic = time.perf_counter()
+        if forced:
+            theta = tuple(jnp.asarray(a) for a in before)
+            buffers = tuple(jnp.asarray(a) for a in buffers_np)
+            opt_state, more = S.optax_state_from_torch(opt_state, t_state, k - 1)
+            notes.extend(m for m in more if m not in notes)
+            feed = tuple(jnp.asarray(g) for g in t_grads)
+        else:
+            feed = zeros
+        lr_j = lr_fn(k - 1) if lr_fn is not None else _injected_lr(opt_state)
+        theta_before = theta
+        theta, buffers, opt_state, j_loss, j_grads = step_fn(
+            theta, buffers, opt_state, jnp.asarray(xb), jnp.asarray(yb), feed
+        )
+        jax.block_until_ready(theta)
+        t_jax += time.perf_counter() - tic if k > 1 else 0.0
+        if not np.all(np.isfinite(np.asarray(j_loss))) and np.isfinite(float(t_loss)):
+            notes.append(f"the JAX loss is not finite at step {k}")
+
+        # ---- compare
+        env = envelope(side.dtype, k, teacher_forcing=forced)
+        r, a = rtol * env, atol * env
+        lt, lj = float(t_loss.detach()), float(j_loss)
+        loss_row = compare_arrays(
+            "loss", "loss", np.asarray(lj), np.asarray(lt), r, a, check_dtype=False
+        )
+        j_upd = [np.asarray(t) - np.asarray(b) for t, b in zip(theta, theta_before, strict=True)]
+        t_upd = [p - q for p, q in zip(after, before, strict=True)]
+        idx = [side.param_names.index(n) for n in trainable]
+        g = _worst(
+            "gradient", trainable, (j_grads[i] for i in idx), (t_grads[i] for i in idx), r, a
+        )
+        u = _worst("update", side.param_names, j_upd, t_upd, r, a)
+        p = _worst("parameter", side.param_names, theta, after, r, a)
+        b = (
+            _worst("buffer", side.buffer_names, buffers, buf_after, r, a)
+            if side.buffer_names
+            else (0.0, "", 0.0, "")
+        )
+        lr_exc = 0.0
+        if lr_j is not None:
+            lr_exc = abs(lr_j - lr_t) / (a + r * abs(lr_t)) if lr_j != lr_t else 0.0
+        loss_exc = float(loss_row.excess) if loss_row.passed else max(float(loss_row.excess), 2.0)
+        by_q = {
+            "loss": (loss_exc, ""),
+            "buffer": (b[2], b[3]),
+            "gradient": (g[2], g[3]),
+            "lr": (lr_exc, ""),
+            "update": (u[2], u[3]),
+            "parameter": (p[2], p[3]),
+        }
+        failed = tuple((q, by_q[q][1]) for q in QUANTITIES if not by_q[q][0] <= 1.0)
+        rows.append(
+            TrainingStep(
+                step=k,
+                lr=lr_t,
+                lr_jax=lr_j,
+                loss_torch=lt,
+                loss_jax=lj,
+                loss_error=abs(lj - lt) if np.isfinite(lj) else float("inf"),
+                grad_error=g[0],
+                grad_name=g[1],
+                update_error=u[0],
+                update_name=u[1],
+                param_error=p[0],
+                param_name=p[1],
+                buffer_error=b[0],
+                buffer_name=b[1],
+                passed=not failed,
+                failed=failed,
+                excess=max((v[0] for v in by_q.values()), default=0.0),
+            )
+        )
+        if failed and first is None:
+            first = (k, failed[0][0], failed[0][1])
+    return TrainingParityResult(
+        steps=tuple(rows),
+        dtype=side.dtype,
+        rtol=rtol,
+        atol=atol,
+        teacher_forcing=forced,
+        first_divergent_step=None if first is None else first[0],
+        first_divergent_quantity=None if first is None else first[1],
+        first_divergent_part=None if first is None else PART[first[1]],
+        first_divergent_parameter=None if first is None or not first[2] else first[2],
+        drift=_drift(np.array([s.param_error for s in rows])),
+        framework=jside.framework,
+        optimizer=name,
+        notes=tuple(notes),
+        compiles=len(traces),
+        torch_seconds=t_torch,
+        jax_seconds=t_jax * len(rows) / max(len(rows) - 1, 1),
+    )
