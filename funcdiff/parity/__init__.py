@@ -65,6 +65,15 @@ from funcdiff.parity._torch import (
     require_torch,
     torch_available,
 )
+from funcdiff.parity.models._training import (
+    Drift,
+    TrainingParityResult,
+    TrainingStep,
+    compare_training,
+)
+from funcdiff.parity.models._training_setup import (
+    clip_grad_norm_like_torch,
+)
 
 __all__ = [
     "DEFAULT_TOLERANCES",
@@ -74,16 +83,21 @@ __all__ = [
     "CatalogReport",
     "Divergence",
     "DivergenceMeasurement",
+    "Drift",
     "GoldenError",
     "OptimizerParityResult",
     "ParityResult",
     "ParityRow",
+    "TrainingParityResult",
+    "TrainingStep",
     "abs_like_torch",
     "atan2_like_torch",
     "catalog",
+    "clip_grad_norm_like_torch",
     "clip_like_torch",
     "compare",
     "compare_optimizers",
+    "compare_training",
     "divergences",
     "fmax_like_torch",
     "from_torch",

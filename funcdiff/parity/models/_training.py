@@ -474,13 +474,20 @@ def _worst(
     torch_arrays: Iterable[Any],
     rtol: float,
     atol: float,
+    normwise: bool,
 ) -> tuple[float, str, float, str]:
-    """``(max abs error, its name, max excess, name of the max excess)``."""
+    """``(max abs error, its name, max excess, name of the max excess)``.
+
+    ``normwise``: the allowance of every element is ``atol + rtol max|torch tensor|``.
+    """
     err, err_name, exc, exc_name = 0.0, "", 0.0, ""
     for n, a, b in zip(names, jax_arrays, torch_arrays, strict=True):
-        row = compare_arrays(
-            quantity, n, np.asarray(a), np.asarray(b), rtol, atol, check_dtype=False
-        )
+        a, b = np.asarray(a), np.asarray(b)
+        r, t = rtol, atol
+        if normwise and b.size:
+            scale = float(np.max(np.abs(b)))
+            r, t = 0.0, atol + rtol * (scale if np.isfinite(scale) else 0.0)
+        row = compare_arrays(quantity, n, a, b, r, t, check_dtype=False)
         e = float(row.max_abs_error)
         if not e <= err:  # also takes NaN/inf
             err, err_name = e, n
@@ -751,6 +758,7 @@ def _run(
         # ---- compare
         env = envelope(side.dtype, k, teacher_forcing=forced)
         r, a = rtol * env, atol * env
+        normwise = side.dtype != "float64"
         lt, lj = float(t_loss.detach()), float(j_loss)
         loss_row = compare_arrays(
             "loss", "loss", np.asarray(lj), np.asarray(lt), r, a, check_dtype=False
@@ -759,12 +767,18 @@ def _run(
         t_upd = [p - q for p, q in zip(after, before, strict=True)]
         idx = [side.param_names.index(n) for n in trainable]
         g = _worst(
-            "gradient", trainable, (j_grads[i] for i in idx), (t_grads[i] for i in idx), r, a
+            "gradient",
+            trainable,
+            (j_grads[i] for i in idx),
+            (t_grads[i] for i in idx),
+            r,
+            a,
+            normwise,
         )
-        u = _worst("update", side.param_names, j_upd, t_upd, r, a)
-        p = _worst("parameter", side.param_names, theta, after, r, a)
+        u = _worst("update", side.param_names, j_upd, t_upd, r, a, normwise)
+        p = _worst("parameter", side.param_names, theta, after, r, a, normwise)
         b = (
-            _worst("buffer", side.buffer_names, buffers, buf_after, r, a)
+            _worst("buffer", side.buffer_names, buffers, buf_after, r, a, normwise)
             if side.buffer_names
             else (0.0, "", 0.0, "")
         )

@@ -57,11 +57,11 @@ class TorchSide(NamedTuple):
 
 def _rewrap_step(optimizer: Any) -> None:
     # An LRScheduler wraps `optimizer.step` in a closure holding a weak reference to the
-    # *original* optimizer; deepcopy keeps that closure, so stepping the copy would step the
-    # user's optimizer. Replace it by the same wrapper around the copy.
-    if "step" not in vars(optimizer):
-        return
-    del optimizer.step
+    # optimizer it was built with. The copy must not keep a wrapper of the original (it
+    # would step the user's optimizer) and needs one of its own (else every
+    # scheduler.step() warns that the optimizer was not stepped).
+    if "step" in vars(optimizer):
+        del optimizer.step
     method = optimizer.step
 
     @functools.wraps(method)
@@ -114,7 +114,8 @@ def copy_torch(torch: Any, module: Any, optimizer: Any, scheduler: Any) -> Torch
             f"{sorted(dtypes)}. Call torch_module.double() or .float() first."
         )
     m, o, s = copy.deepcopy((module, optimizer, scheduler))
-    _rewrap_step(o)
+    if s is not None:
+        _rewrap_step(o)
     buffers = tuple(
         n for n, b in m.named_buffers() if b.is_floating_point() and "num_batches" not in n
     )
