@@ -65,6 +65,12 @@ from funcdiff.parity._torch import (
     require_torch,
     torch_available,
 )
+from funcdiff.parity.models import (
+    WeightMapping,
+    WeightRow,
+    export_torch_weights,
+    load_torch_weights,
+)
 from funcdiff.parity.models._training import (
     Drift,
     TrainingParityResult,
@@ -90,6 +96,8 @@ __all__ = [
     "ParityRow",
     "TrainingParityResult",
     "TrainingStep",
+    "WeightMapping",
+    "WeightRow",
     "abs_like_torch",
     "atan2_like_torch",
     "catalog",
@@ -99,6 +107,7 @@ __all__ = [
     "compare_optimizers",
     "compare_training",
     "divergences",
+    "export_torch_weights",
     "fmax_like_torch",
     "from_torch",
     "gelu_like_torch",
@@ -107,6 +116,7 @@ __all__ = [
     "hard_sigmoid_like_torch",
     "hardtanh_like_torch",
     "leaky_relu_like_torch",
+    "load_torch_weights",
     "max_like_torch",
     "median_like_torch",
     "min_like_torch",
