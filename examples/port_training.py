@@ -143,9 +143,7 @@ def regression_batches(steps: int, batch: int = 32, seed: int = 1):
 def run_cnn(dtype: torch.dtype, steps: int, teacher_forcing: bool = False):
     torch.manual_seed(0)
     net = SmallCNN().to(dtype)
-    opt = torch.optim.SGD(
-        net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, foreach=False
-    )
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, foreach=False)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=50, gamma=0.5)
     return parity.compare_training(
         (cnn_apply, cnn_params(net)),
@@ -183,9 +181,8 @@ def summary(name: str, res: parity.TrainingParityResult) -> str:
     g = res.drift.growth_per_step
     return (
         f"{name} {res.dtype} {mode} {len(res.steps)} steps: {verdict} "
-        f"max |Δθ| {np.max(res.drift.param_error):.1e}  growth/step "
-        f"{'-' if g is None else f'{g:.3f}'}  torch {res.torch_steps_per_second:.0f} steps/s  "
-        f"jax {res.jax_steps_per_second:.0f} steps/s"
+        f"|Δθ| {np.max(res.drift.param_error):.1e} growth {'-' if g is None else f'{g:.3f}'} "
+        f"torch {res.torch_steps_per_second:.0f}/s jax {res.jax_steps_per_second:.0f}/s"
     )
 
 
