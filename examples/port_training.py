@@ -16,12 +16,12 @@ running; the CNN also teacher-forced.
 
 Run:  PYTHONPATH=. python examples/port_training.py [--plot PREFIX] [--steps N]
 
-Sample output (steps/s vary with the machine):
-cnn  float64 free    200 steps: OK   max |Δθ| 1.4e-15  growth/step 1.009  torch 341 steps/s  jax 1318 steps/s
-cnn  float64 forced  200 steps: OK   max |Δθ| 2.2e-16  growth/step 1.000  torch 312 steps/s  jax 1081 steps/s
-cnn  float32 free    200 steps: OK   max |Δθ| 8.3e-07  growth/step 1.006  torch 431 steps/s  jax 1491 steps/s
-mlp  float64 free    200 steps: OK   max |Δθ| 1.1e-15  growth/step 1.004  torch 682 steps/s  jax 2764 steps/s
-mlp  float32 free    200 steps: OK   max |Δθ| 4.8e-07  growth/step 1.004  torch 938 steps/s  jax 3160 steps/s
+Sample output (steps/s measured on a shared 2-core machine; they vary with its load):
+cnn  float64 free   200 steps: OK   |Δθ| 1.0e-15 growth 1.008 torch 186/s jax 902/s
+cnn  float64 forced 200 steps: OK   |Δθ| 1.1e-16 growth 0.982 torch 1028/s jax 532/s
+cnn  float32 free   200 steps: OK   |Δθ| 7.2e-07 growth 1.012 torch 794/s jax 1291/s
+mlp  float64 free   200 steps: OK   |Δθ| 1.2e-15 growth 1.002 torch 1428/s jax 2015/s
+mlp  float32 free   200 steps: OK   |Δθ| 2.7e-06 growth 1.004 torch 1689/s jax 2163/s
 all runs agree: yes
 """
 
