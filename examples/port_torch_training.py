@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("f32", "f64"):
         headers += [f"torch {name}", f"jax {name}", f"|Δ loss| {name}"]
     print(table(headers, rows, digits=6))
-    for name, res in runs.items():
+    for res in runs.values():
         verdict = "agree" if res.ok else f"DIVERGE at epoch {res.first_divergent_step}"
         print(
             f"{res.dtype}: final max |Δθ| {res.steps[-1].param_error:.1e}, max |Δgrad| "
