@@ -18,10 +18,12 @@ of :func:`~funcdiff.parity.optax_like`. The whole step (forward, ``value_and_gra
 Tolerances per element: ``|jax - torch| <= (atol + rtol |torch|) * envelope(k)`` at step
 ``k`` (1-based). float64: ``envelope = 1`` with ``(rtol, atol) = (1e-9, 1e-12)``: the two
 frameworks must agree at every step. float32: ``(1e-4, 1e-5)`` and
-``envelope(k) = 1 + k / 10`` for runs without teacher forcing, from the measurement in
-docs/training_parity.md (honest float32 runs drift apart roughly linearly in the step, about
-1e-6 relative per step for the example models); with teacher forcing errors do not
-accumulate and the envelope stays 1.
+``envelope(k) = 1 + k / 10`` for runs without teacher forcing, and judged norm-wise per
+tensor (the allowance of every element is ``atol + rtol max|torch tensor|``: float32 rounding
+moves ReLU kinks, which changes single gradient elements by their own size). The envelope is
+set from measurement (docs/training_parity.md): honest float32 runs of the example models
+drift apart by a factor 1.001-1.004 per step and stay at least 7x inside it over 1000 steps;
+with teacher forcing errors do not accumulate and the envelope stays 1.
 """
 
 from __future__ import annotations
