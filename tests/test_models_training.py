@@ -419,3 +419,82 @@ def test_wrong_kinds_are_type_errors():
         parity.compare_training(
             (mlp_apply, params_of(net)), None, net, sgd(net), batches(2), loss="mse", steps=3
         )
+
+
+# ----------------------------------------------------------------------------- more paths
+
+
+def test_equinox_port_agrees():
+    eqx = pytest.importorskip("equinox")
+
+    class MLP(eqx.Module):
+        l1: eqx.nn.Linear
+        l2: eqx.nn.Linear
+
+        def __init__(self, key):
+            k1, k2 = jax.random.split(key)
+            self.l1 = eqx.nn.Linear(3, 4, key=k1, dtype=jnp.float64)
+            self.l2 = eqx.nn.Linear(4, 2, key=k2, dtype=jnp.float64)
+
+        def __call__(self, x):
+            return jax.vmap(lambda v: self.l2(jnp.tanh(self.l1(v))))(x)
+
+    with scoped(x64=True):
+        model = MLP(jax.random.key(0))
+    net = make_mlp()
+    res = parity.compare_training(model, None, net, sgd(net), batches(4), loss="mse")
+    res.assert_ok()
+    assert res.framework == "equinox"
+
+
+def test_eval_mode_keeps_running_stats_and_agrees():
+    net = make_bn()
+    res = run(net, sgd(net), None, apply=bn_apply(), n=4, train=False)
+    res.assert_ok()
+    assert all(s.buffer_error == 0.0 for s in res.steps)
+
+
+def test_injected_learning_rate_is_compared():
+    net = make_mlp()
+    opt = sgd(net, momentum=0.0)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)  # forgets the schedule
+    res = run(net, opt, tx, n=4, scheduler=sched)
+    expect(res, 3, "lr", "optimizer")
+    assert res.steps[2].lr == pytest.approx(0.05) and res.steps[2].lr_jax == pytest.approx(0.1)
+
+
+def test_float32_bug_is_caught_inside_the_envelope():
+    net = make_mlp(torch.float32)
+    tx = parity.optax_like(twin_optimizer(net, lambda m: sgd(m, momentum=0.99)))
+    res = parity.compare_training(
+        (mlp_apply, params_of(net)), tx, net, sgd(net), batches(4, dtype=np.float32), loss="mse"
+    )
+    expect(res, 2, "update", "optimizer")
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from funcdiff.parity.models import _training, _training_setup
+
+    for mod in (_training, _training_setup):
+        failures, _ = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert failures == 0, mod.__name__
+
+
+def test_port_training_example_runs_short():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "port_training.py"
+    spec = importlib.util.spec_from_file_location("port_training", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # the full script (200 steps, five runs) is run by the examples job; here two short runs
+    cnn = module.run_cnn(torch.float64, 6)
+    mlp = module.run_mlp(torch.float32, 6)
+    assert cnn.ok and mlp.ok, (str(cnn), str(mlp))
+    assert cnn.optimizer == "SGD + StepLR" and mlp.optimizer == "AdamW + CosineAnnealingLR"
+    assert "float64 free   6 steps: OK" in module.summary("cnn ", cnn)

@@ -399,7 +399,9 @@ def _losses(loss: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
     )
 
 
-def _build_tx(torch: Any, side: S.TorchSide, tx: Any, clip: float | None) -> tuple[Any, Any]:
+def _build_tx(
+    torch: Any, side: S.TorchSide, tx: Any, clip: float | None, steps: int
+) -> tuple[Any, Any]:
     """``(tx, lr_fn)``: the optax transformation and, when built here, its lr per count."""
     if tx is not None:
         if not isinstance(tx, optax.GradientTransformation):
@@ -415,9 +417,16 @@ def _build_tx(torch: Any, side: S.TorchSide, tx: Any, clip: float | None) -> tup
             f"`torch_optimizer` cannot be mapped to optax: {e} Pass `tx` yourself."
         ) from None
     group = side.optimizer.param_groups[0]
+    len_hint = [steps]
     if side.scheduler is not None:
         sched = _optim._schedule(side.scheduler, float(side.scheduler.base_lrs[0]))
-        lr_fn = lambda k: float(sched(jnp.asarray(k)))
+        table: dict[int, np.ndarray] = {}
+
+        def lr_fn(k: int) -> float:  # the schedule for every count at once: one compile
+            if not table:
+                table[0] = np.asarray(jax.jit(jax.vmap(sched))(np.arange(len_hint[0])))
+            return float(table[0][k]) if k < table[0].size else float(sched(jnp.asarray(k)))
+
     else:
         lr_fn = lambda k: float(group["lr"])
     if clip is not None:
@@ -426,13 +435,17 @@ def _build_tx(torch: Any, side: S.TorchSide, tx: Any, clip: float | None) -> tup
 
 
 def _injected_lr(state: Any) -> float | None:
-    for node in jax.tree_util.tree_leaves(
-        state, is_leaf=lambda n: isinstance(n, optax.InjectHyperparamsState)
-    ):
-        if isinstance(node, optax.InjectHyperparamsState):
-            lr = node.hyperparams.get("learning_rate")
+    """The learning rate of an ``optax.inject_hyperparams`` state, wherever it sits."""
+    hyper = getattr(state, "hyperparams", None)
+    if isinstance(hyper, dict) and "learning_rate" in hyper:
+        return float(hyper["learning_rate"])
+    if isinstance(state, dict):
+        state = list(state.values())
+    if isinstance(state, list | tuple):
+        for node in state:
+            lr = _injected_lr(node)
             if lr is not None:
-                return float(lr)
+                return lr
     return None
 
 
@@ -601,7 +614,7 @@ def compare_training(
     r_tol = d_rtol if tol["rtol"] is None else tol["rtol"]
     a_tol = d_atol if tol["atol"] is None else tol["atol"]
     data = _batches(batches, steps, dtype)
-    tx, lr_fn = _build_tx(torch, side, tx, clip_grad_norm)
+    tx, lr_fn = _build_tx(torch, side, tx, clip_grad_norm, len(data))
     name = type(side.optimizer).__name__ + (
         "" if side.scheduler is None else f" + {type(side.scheduler).__name__}"
     )
@@ -676,9 +689,9 @@ def _run(
     opt_params = [p for g in opt.param_groups for p in g["params"]]
     trainable = tuple(n for n in side.param_names if named[n].requires_grad)
     theta_np, buffers_np = _torch_values(side)
-    theta = tuple(jnp.asarray(a) for a in theta_np)
-    buffers = tuple(jnp.asarray(a) for a in buffers_np)
-    x0, y0 = (jnp.asarray(a) for a in data[0])
+    theta = tuple(jax.device_put(a) for a in theta_np)
+    buffers = tuple(jax.device_put(a) for a in buffers_np)
+    x0, y0 = (jax.device_put(a) for a in data[0])
     # Boundary checks on the JAX side: shapes the model accepts, a scalar loss.
     try:
         out_shape = jax.eval_shape(lambda t, b, x: jside.forward(t, b, x)[0], theta, buffers, x0)
@@ -693,10 +706,10 @@ def _run(
             f"Expected the JAX loss of `loss` to return a scalar, got shape "
             f"{getattr(loss_shape, 'shape', type(loss_shape).__name__)}; reduce it (mean)."
         )
-    opt_state = tx.init([theta[i] for i in side.opt_index])
+    opt_state = jax.jit(tx.init)([theta[i] for i in side.opt_index])
     traces: list[int] = []
     step_fn = _make_step(jside.forward, jax_loss, tx, side.opt_index, forced, traces)
-    zeros = tuple(jnp.zeros_like(t) for t in theta)
+    zeros = tuple(np.zeros(t.shape, t.dtype) for t in theta)
 
     rows: list[TrainingStep] = []
     t_torch = t_jax = 0.0
@@ -740,17 +753,17 @@ def _run(
         # ---- JAX
         tic = time.perf_counter()
         if forced:
-            theta = tuple(jnp.asarray(a) for a in before)
-            buffers = tuple(jnp.asarray(a) for a in buffers_np)
+            theta = tuple(jax.device_put(a) for a in before)
+            buffers = tuple(jax.device_put(a) for a in buffers_np)
             opt_state, more = S.optax_state_from_torch(opt_state, t_state, k - 1)
             notes.extend(m for m in more if m not in notes)
-            feed = tuple(jnp.asarray(g) for g in t_grads)
+            feed = tuple(jax.device_put(g) for g in t_grads)
         else:
             feed = zeros
         lr_j = lr_fn(k - 1) if lr_fn is not None else _injected_lr(opt_state)
         theta_before = theta
         theta, buffers, opt_state, j_loss, j_grads = step_fn(
-            theta, buffers, opt_state, jnp.asarray(xb), jnp.asarray(yb), feed
+            theta, buffers, opt_state, jax.device_put(xb), jax.device_put(yb), feed
         )
         jax.block_until_ready(theta)
         t_jax += time.perf_counter() - tic if k > 1 else 0.0

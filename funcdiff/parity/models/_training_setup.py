@@ -465,7 +465,7 @@ def clip_grad_norm_like_torch(max_norm: float) -> optax.GradientTransformation:
       >>> tx = clip_grad_norm_like_torch(1.0)
       >>> u, _ = tx.update([jnp.array([3.0, 4.0])], tx.init(None))
       >>> print(u[0])  # scaled by 1 / (5 + 1e-6)
-      [0.59999985 0.7999998 ]
+      [0.5999999  0.79999983]
     """
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
@@ -506,19 +506,15 @@ def optax_state_from_torch(
     notes: list[str] = []
 
     def fill(old: Any, key: str) -> Any:
-        if key == "#count":
-            return jnp.asarray(count, jnp.asarray(old).dtype)
-        if key == "#step":
-            return jnp.asarray(count, jnp.asarray(old).dtype)
+        if key in ("#count", "#step"):
+            return np.asarray(count, np.asarray(old).dtype)
         out = []
         for i, leaf in enumerate(old):
             if isinstance(leaf, optax.MaskedNode) or i >= len(torch_state):
                 out.append(leaf)
                 continue
             value = torch_state[i].get(key)
-            out.append(
-                leaf if value is None else jnp.asarray(value, leaf.dtype).reshape(leaf.shape)
-            )
+            out.append(leaf if value is None else np.asarray(value, leaf.dtype).reshape(leaf.shape))
         return type(old)(out)
 
     def visit(node: Any) -> Any:
