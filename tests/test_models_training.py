@@ -498,3 +498,25 @@ def test_port_training_example_runs_short():
     assert cnn.ok and mlp.ok, (str(cnn), str(mlp))
     assert cnn.optimizer == "SGD + StepLR" and mlp.optimizer == "AdamW + CosineAnnealingLR"
     assert "float64 free   6 steps: OK" in module.summary("cnn ", cnn)
+
+
+def test_nnx_batchnorm_biased_running_variance_is_caught_in_the_buffer():
+    # flax's BatchNorm stores the biased batch variance, torch the unbiased one (pytorch#60528)
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.l1 = nnx.Linear(3, 4, rngs=rngs)
+            self.bn = nnx.BatchNorm(4, momentum=0.9, epsilon=1e-5, rngs=rngs)
+            self.l2 = nnx.Linear(4, 2, rngs=rngs)
+
+        def __call__(self, x):
+            return self.l2(jnp.tanh(self.bn(self.l1(x))))
+
+    net = make_bn(torch.float32)
+    res = parity.compare_training(
+        Net(nnx.Rngs(0)), None, net, sgd(net), batches(3, dtype=np.float32), loss="mse"
+    )
+    expect(res, 1, "buffer", "forward", name="1.running_var")
+    assert "max |Δbuffer|" in str(res)
+    assert res.steps[0].loss_error < 1e-6  # batch statistics: the loss agrees

@@ -232,6 +232,9 @@ class TrainingParityResult:
             "in",
             "pass",
         ]
+        buffers = any(s.buffer_name for s in self.steps)
+        if buffers:
+            headers[-1:-1] = ["max |Δbuffer|", "in"]
         rows = []
         for k in picks:
             s = self.steps[k - 1]
@@ -249,6 +252,7 @@ class TrainingParityResult:
                     s.update_error,
                     s.param_error,
                     s.param_name,
+                    *((s.buffer_error, s.buffer_name) if buffers else ()),
                     s.passed,
                 ]
             )
