@@ -6,9 +6,10 @@ Two ports, each trained by ``parity.compare_training`` on the same synthetic bat
   ``SGD(momentum=0.9, weight_decay=5e-4)`` and ``StepLR(step_size=50, gamma=0.5)``, cross
   entropy, train mode (BatchNorm running statistics compared every step);
 - an MLP with ``AdamW(weight_decay=1e-2)``, ``CosineAnnealingLR(T_max=200)`` and
-  ``clip_grad_norm=1.0``, mean squared error.
+  ``clip_grad_norm=1.0``, mean squared error; once more as a Flax NNX module (``nnx.Linear``),
+  whose weights ``compare_training`` loads with ``load_torch_weights``.
 
-The JAX ports are plain functions of a params dict keyed like torch's ``state_dict`` (the
+The other JAX ports are plain functions of a params dict keyed like torch's ``state_dict`` (the
 ``(apply_fn, params)`` form); ``tx`` is None, so the optax side is ``optax_like`` of the torch
 optimizer and scheduler (plus torch's clipping). Each runs in float64 (must agree at every
 step) and float32 (judged against the drift envelope, see docs/training_parity.md), free
@@ -16,12 +17,14 @@ running; the CNN also teacher-forced.
 
 Run:  PYTHONPATH=. python examples/port_training.py [--plot PREFIX] [--steps N]
 
-Sample output (steps/s measured on a shared 2-core machine; they vary with its load):
-cnn  float64 free   200 steps: OK   |Δθ| 1.0e-15 growth 1.008 torch 186/s jax 902/s
-cnn  float64 forced 200 steps: OK   |Δθ| 1.1e-16 growth 0.982 torch 1028/s jax 532/s
-cnn  float32 free   200 steps: OK   |Δθ| 7.2e-07 growth 1.012 torch 794/s jax 1291/s
-mlp  float64 free   200 steps: OK   |Δθ| 1.2e-15 growth 1.002 torch 1428/s jax 2015/s
-mlp  float32 free   200 steps: OK   |Δθ| 2.7e-06 growth 1.004 torch 1689/s jax 2163/s
+Sample output (steps/s from a 2-core machine shared with five other jobs, load average 6.8;
+they vary several times with the load, see docs/training_parity.md):
+cnn  float64 free   200 steps: OK   |Δθ| 1.0e-15 growth 1.008 torch 7/s jax 118/s
+cnn  float64 forced 200 steps: OK   |Δθ| 1.1e-16 growth 0.982 torch 8/s jax 70/s
+cnn  float32 free   200 steps: OK   |Δθ| 7.2e-07 growth 1.012 torch 30/s jax 741/s
+mlp  float64 free   200 steps: OK   |Δθ| 1.2e-15 growth 1.002 torch 40/s jax 744/s
+mlp  float32 free   200 steps: OK   |Δθ| 2.7e-06 growth 1.004 torch 22/s jax 369/s
+nnx  float64 free   200 steps: OK   |Δθ| 1.2e-15 growth 1.002 torch 44/s jax 670/s
 all runs agree: yes
 """
 
@@ -35,6 +38,7 @@ import numpy as np
 import torch
 
 from funcdiff import parity
+from funcdiff._config import scoped
 
 # ----------------------------------------------------------------------------- the CNN
 
@@ -104,6 +108,26 @@ def make_mlp() -> torch.nn.Module:
     )
 
 
+def make_nnx_mlp(dtype):
+    """The same MLP written with Flax NNX layers (weights loaded by load_torch_weights)."""
+    from flax import nnx
+
+    class MLP(nnx.Module):
+        def __init__(self, rngs):
+            kw = {"param_dtype": dtype, "dtype": dtype, "rngs": rngs}
+            self.l0, self.l2, self.l4 = (
+                nnx.Linear(10, 32, **kw),
+                nnx.Linear(32, 32, **kw),
+                nnx.Linear(32, 3, **kw),
+            )
+
+        def __call__(self, x):
+            return self.l4(jnp.tanh(self.l2(jnp.tanh(self.l0(x)))))
+
+    with scoped(x64=dtype == jnp.float64):
+        return MLP(nnx.Rngs(0))
+
+
 def mlp_apply(p, x):
     h = jnp.tanh(x @ p["0.weight"].T + p["0.bias"])
     h = jnp.tanh(h @ p["2.weight"].T + p["2.bias"])
@@ -157,14 +181,15 @@ def run_cnn(dtype: torch.dtype, steps: int, teacher_forcing: bool = False):
     )
 
 
-def run_mlp(dtype: torch.dtype, steps: int):
+def run_mlp(dtype: torch.dtype, steps: int, nnx: bool = False):
     torch.manual_seed(1)
     net = make_mlp().to(dtype)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1e-2, foreach=False)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     params = {k: v.detach().numpy() for k, v in net.state_dict().items()}
+    jdtype = jnp.float64 if dtype == torch.float64 else jnp.float32
     return parity.compare_training(
-        (mlp_apply, params),
+        make_nnx_mlp(jdtype) if nnx else (mlp_apply, params),
         None,
         net,
         opt,
@@ -197,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         ("cnn ", run_cnn(torch.float32, args.steps)),
         ("mlp ", run_mlp(torch.float64, args.steps)),
         ("mlp ", run_mlp(torch.float32, args.steps)),
+        ("nnx ", run_mlp(torch.float64, args.steps, nnx=True)),
     ]
     for name, res in runs:
         print(summary(name, res))
