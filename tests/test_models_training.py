@@ -180,6 +180,7 @@ def expect(res, step, quantity, part, name=None):
     assert res.first_divergent_step == step, str(res)
     assert res.first_divergent_quantity == quantity, str(res)
     assert res.first_divergent_part == part
+    assert res.first_divergence[:3] == (step, part, quantity)
     if name is not None:
         assert res.first_divergent_parameter is not None
         assert res.first_divergent_parameter.startswith(name), str(res)

@@ -196,6 +196,18 @@ class TrainingParityResult:
         return bool(self.steps) and self.first_divergent_step is None
 
     @property
+    def first_divergence(self) -> tuple[int, str, str, str | None] | None:
+        """``(step, part, quantity, parameter)`` of the first divergence, or None."""
+        if self.first_divergent_step is None:
+            return None
+        return (
+            self.first_divergent_step,
+            str(self.first_divergent_part),
+            str(self.first_divergent_quantity),
+            self.first_divergent_parameter,
+        )
+
+    @property
     def torch_steps_per_second(self) -> float:
         return len(self.steps) / self.torch_seconds if self.torch_seconds > 0 else float("inf")
 
