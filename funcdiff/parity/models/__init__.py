@@ -6,7 +6,8 @@ Private modules, one concept each; the public names are re-exported from ``funcd
 - ``_layouts``: the torch <-> JAX layout rules per layer type (the table is its docstring).
 - ``_align``: which torch layer feeds which JAX layer (``rules``, then definition order).
 - ``_weights``: ``load_torch_weights``, ``export_torch_weights``, ``WeightMapping``.
-- ``_training``, ``_training_setup``: ``compare_training`` and ``TrainingParityResult``.
+- ``_training``, ``_training_setup``, ``_training_result``: ``compare_training`` and its
+  ``TrainingParityResult``.
 
 flax, equinox and torch are imported only when a function needs them.
 """
