@@ -521,3 +521,64 @@ def test_nnx_batchnorm_biased_running_variance_is_caught_in_the_buffer():
     expect(res, 1, "buffer", "forward", name="1.running_var")
     assert "max |Δbuffer|" in str(res)
     assert res.steps[0].loss_error < 1e-6  # batch statistics: the loss agrees
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_teacher_forcing_resets_adam_state_of_two_param_groups(amsgrad):
+    net = make_mlp()
+    ws = [p for n, p in net.named_parameters() if n.endswith("weight")]
+    bs = [p for n, p in net.named_parameters() if n.endswith("bias")]
+    opt = torch.optim.AdamW(
+        [{"params": ws}, {"params": bs, "weight_decay": 0.0}],
+        lr=1e-2,
+        weight_decay=0.1,
+        amsgrad=amsgrad,
+        foreach=False,
+    )
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9)
+    res = run(net, opt, None, n=5, scheduler=sched, teacher_forcing=True, clip_grad_norm=0.3)
+    res.assert_ok()
+    assert res.notes == ()  # every optax state was written from torch's
+    assert max(s.update_error for s in res.steps) < 1e-15
+
+
+def test_optax_state_from_torch_writes_every_moment():
+    from funcdiff.parity.models._training_setup import optax_state_from_torch
+
+    net = make_mlp()
+    ws = [p for n, p in net.named_parameters() if n.endswith("weight")]
+    bs = [p for n, p in net.named_parameters() if n.endswith("bias")]
+    opt = torch.optim.Adam([{"params": ws}, {"params": bs, "lr": 0.5}], lr=0.1)
+    tx = parity.optax_like(opt)
+    params = [p.detach().numpy() for p in ws + bs]
+    state = tx.init(params)
+    rng = np.random.default_rng(0)
+    torch_state = [
+        {"exp_avg": rng.normal(size=p.shape), "exp_avg_sq": rng.uniform(size=p.shape)}
+        for p in params
+    ]
+    new, notes = optax_state_from_torch(state, torch_state, 7)
+    assert notes == []
+    found = {"mu": 0, "nu": 0, "count": 0}
+
+    def visit(node):
+        if isinstance(node, optax.ScaleByAdamState):
+            assert int(node.count) == 7
+            found["count"] += 1
+            for i, (m, v) in enumerate(zip(node.mu, node.nu, strict=True)):
+                if isinstance(m, optax.MaskedNode):
+                    continue
+                want_m, want_v = torch_state[i]["exp_avg"], torch_state[i]["exp_avg_sq"]
+                np.testing.assert_array_equal(m, want_m.astype(m.dtype))
+                np.testing.assert_array_equal(v, want_v.astype(v.dtype))
+                found["mu"] += 1
+                found["nu"] += 1
+        elif isinstance(node, tuple | list):
+            for c in node:
+                visit(c)
+        elif isinstance(node, dict):
+            for c in node.values():
+                visit(c)
+
+    visit(new)
+    assert found == {"mu": 4, "nu": 4, "count": 2}  # two groups, four parameters
