@@ -1,14 +1,12 @@
-"""The tutorial's training loop, once in PyTorch and once in JAX, from the same start.
+"""The tutorial's training loop, once in PyTorch and once in JAX, compared by compare_training.
 
-PyTorch: ``torch.optim.SGD([b0, b1], lr=0.1)`` on the mean squared error of
-``y = 2 + x + noise``, 500 full-batch epochs (the tutorial's loop, verbatim).
-JAX: ``funcdiff.regression.fit(x, y, optimizer=parity.optax_like(torch_sgd), ...)`` on the same
-data and the same starting parameters. Both loss curves and the final parameters are compared
-in float32 (the tutorial's dtype) and in float64, where they agree to rounding.
-
-Parameter order: ``fit``'s params ``{"intercept", "coef"}`` flatten to ``[coef, intercept]``
-(``jax.tree_util`` sorts dict keys), so the torch optimizer is given ``[b1, b0]``; for one
-param group of plain SGD the order does not change the updates, but for several groups it does.
+PyTorch: the tutorial's model ``b0 + b1 * x`` (as an ``nn.Module`` holding ``b0`` and ``b1``)
+trained by ``torch.optim.SGD(lr=0.1)`` on the mean squared error of ``y = 2 + x + noise``, 500
+full-batch epochs. JAX: the same model as a function of a params dict keyed like the module's
+``state_dict``. ``parity.compare_training`` copies the module and optimizer, loads torch's
+starting parameters into the JAX side, builds ``optax_like(SGD)`` and steps both on the same
+batch 500 times, comparing loss, gradients, updates and parameters at every epoch, in float32
+(the tutorial's dtype, judged against the drift envelope) and in float64 (to rounding).
 
 Run:  PYTHONPATH=. python examples/port_torch_training.py [--plot losses.png]
 (the plot needs matplotlib: the ``plot`` extra)
@@ -21,10 +19,8 @@ epoch  torch f32  jax f32   |Δ loss| f32  torch f64  jax f64   |Δ loss| f64
 10     1.065007   1.065007  0             1.065007   1.065007  2.22045e-16
 100    1.012134   1.012134  1.19209e-07   1.012134   1.012134  0
 499    1.012134   1.012134  1.19209e-07   1.012134   1.012134  2.22045e-16
-final params  torch (b0, b1)            jax (intercept, coef)     max |Δ|
-------------  ------------------------  ------------------------  -------
-float32       (1.93420553, 1.01640403)  (1.93420553, 1.01640403)  0
-float64       (1.93420573, 1.01640388)  (1.93420573, 1.01640388)  0
+float32: final max |Δθ| 0.0e+00, max |Δgrad| 4.8e-07: agree
+float64: final max |Δθ| 0.0e+00, max |Δgrad| 8.9e-16: agree
 float64 loss curves agree to 4.4e-16 over 500 epochs: reproduced exactly.
 """
 
@@ -35,8 +31,7 @@ import argparse
 import numpy as np
 import torch
 
-from funcdiff import parity, regression
-from funcdiff._config import scoped
+from funcdiff import parity
 from funcdiff._report import table
 
 EPOCHS = 500
@@ -52,38 +47,29 @@ def tutorial_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x.numpy(), y.numpy(), b.numpy()
 
 
-def train_torch(x, y, b, dtype):
-    """The tutorial's loop, verbatim apart from recording the losses."""
-    x_train, y_train = torch.tensor(x, dtype=dtype), torch.tensor(y, dtype=dtype)
-    b0 = torch.nn.Parameter(torch.tensor([b[0]], dtype=dtype))
-    b1 = torch.nn.Parameter(torch.tensor([b[1]], dtype=dtype))
-    model = [b0, b1]
-    # jax.tree_util order of fit's {"intercept", "coef"} is [coef, intercept]: see the header.
-    optimizer = torch.optim.SGD([b1, b0], lr=0.1, foreach=False)
-    tx = parity.optax_like(optimizer)  # read before the first step
-    losses = []
-    for _epoch in range(EPOCHS):
-        optimizer.zero_grad()
-        y_predicted = model[0] + model[1] * x_train
-        loss = torch.mean((y_train - y_predicted) ** 2)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return tx, np.array(losses), np.array([b0.item(), b1.item()])
+class Line(torch.nn.Module):
+    """The tutorial's model: two scalars."""
+
+    def __init__(self, b: np.ndarray, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.b0 = torch.nn.Parameter(torch.tensor([b[0]], dtype=dtype))
+        self.b1 = torch.nn.Parameter(torch.tensor([b[1]], dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b0 + self.b1 * x
 
 
-def train_jax(x, y, b, tx, dtype):
-    with scoped(x64=dtype == np.float64):
-        result = regression.fit(
-            x.astype(dtype),
-            y.astype(dtype),
-            optimizer=tx,
-            epochs=EPOCHS,
-            params={"intercept": b[0].astype(dtype), "coef": b[1].astype(dtype)},
-            log_every=100,
-        )
-        p = result.params
-        return np.asarray(result.losses), np.array([float(p["intercept"]), float(p["coef"])])
+def line(params, x):
+    return params["b0"] + params["b1"] * x
+
+
+def train(x, y, b, dtype: torch.dtype) -> parity.TrainingParityResult:
+    model = Line(b, dtype)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, foreach=False)
+    params = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    return parity.compare_training(
+        (line, params), None, model, optimizer, [(x, y)] * EPOCHS, loss="mse"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,63 +77,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", metavar="PATH", help="write the loss curves to PATH (png)")
     args = parser.parse_args(argv)
     x, y, b = tutorial_data()
-    runs = {}
-    for name, np_dtype, t_dtype in (
-        ("f32", np.float32, torch.float32),
-        ("f64", np.float64, torch.float64),
-    ):
-        tx, t_losses, t_params = train_torch(x, y, b, t_dtype)
-        j_losses, j_params = train_jax(x, y, b, tx, np_dtype)
-        runs[name] = (t_losses, j_losses, t_params, j_params)
-
+    runs = {"f32": train(x, y, b, torch.float32), "f64": train(x, y, b, torch.float64)}
     rows = []
     for epoch in (0, 1, 10, 100, EPOCHS - 1):
         row: list[object] = [epoch]
         for name in ("f32", "f64"):
-            t_losses, j_losses = runs[name][:2]
-            row += [t_losses[epoch], j_losses[epoch], abs(t_losses[epoch] - j_losses[epoch])]
+            s = runs[name].steps[epoch]
+            row += [s.loss_torch, s.loss_jax, s.loss_error]
         rows.append(row)
     headers = ["epoch"]
     for name in ("f32", "f64"):
         headers += [f"torch {name}", f"jax {name}", f"|Δ loss| {name}"]
     print(table(headers, rows, digits=6))
-    params_rows = [
-        [
-            label,
-            tuple(runs[k][2]),
-            tuple(runs[k][3]),
-            float(np.max(np.abs(runs[k][2] - runs[k][3]))),
-        ]
-        for label, k in (("float32", "f32"), ("float64", "f64"))
-    ]
-    headers = ["final params", "torch (b0, b1)", "jax (intercept, coef)", "max |Δ|"]
-    print(table(headers, params_rows, digits=8))
-    t64, j64 = runs["f64"][:2]
-    worst = float(np.max(np.abs(t64 - j64)))
-    verdict = "reproduced exactly" if worst < 1e-12 else "NOT reproduced"
+    for res in runs.values():
+        verdict = "agree" if res.ok else f"DIVERGE at epoch {res.first_divergent_step}"
+        print(
+            f"{res.dtype}: final max |Δθ| {res.steps[-1].param_error:.1e}, max |Δgrad| "
+            f"{max(s.grad_error for s in res.steps):.1e}: {verdict}"
+        )
+    worst = max(s.loss_error for s in runs["f64"].steps)
+    exact = worst < 1e-12 and runs["f64"].ok
+    verdict = "reproduced exactly" if exact else "NOT reproduced"
     print(f"float64 loss curves agree to {worst:.1e} over {EPOCHS} epochs: {verdict}.")
-
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-        t32, j32 = runs["f32"][:2]
-        ax1.plot(t32, label="PyTorch SGD(lr=0.1)", lw=3, alpha=0.5)
-        ax1.plot(j32, "--", label="regression.fit(optax_like(SGD))")
-        ax1.set(xscale="log", xlabel="epoch", ylabel="MSE loss", title="loss (float32)")
-        ax1.legend()
-        for name, dtype in (("f32", "float32"), ("f64", "float64")):
-            t, j = runs[name][:2]
-            ax2.semilogy(np.abs(t - j) + 1e-18, label=dtype)
-        ax2.set(xlabel="epoch", ylabel="|Δ loss|", title="torch − jax")
-        ax2.legend()
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=100)
+        runs["f32"].plot(args.plot)
         print(f"plot written to {args.plot}")
-    return 0 if worst < 1e-12 else 1
+    return 0 if exact and runs["f32"].ok else 1
 
 
 if __name__ == "__main__":

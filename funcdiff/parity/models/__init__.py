@@ -14,6 +14,8 @@ Private modules, one concept each; the public names are re-exported from ``funcd
 - ``_rows``: the rows of a comparison (layers, parameters) and the first divergence.
 - ``_compare``: ``compare_model``.
 - ``_report``: ``ModelParityResult``, ``LayerRow``, ``ParamRow``, ``Finding``.
+- ``_training``, ``_training_setup``, ``_training_result``: ``compare_training`` and its
+  ``TrainingParityResult``.
 
 flax, equinox and torch are imported only when a function needs them.
 """
@@ -34,6 +36,13 @@ from funcdiff.parity.models._report import (
     ModelParityResult,
     ParamRow,
 )
+from funcdiff.parity.models._training import (
+    Drift,
+    TrainingParityResult,
+    TrainingStep,
+    compare_training,
+)
+from funcdiff.parity.models._training_setup import clip_grad_norm_like_torch
 from funcdiff.parity.models._weights import (
     WeightMapping,
     WeightRow,
@@ -42,13 +51,18 @@ from funcdiff.parity.models._weights import (
 )
 
 __all__ = [
+    "Drift",
     "Finding",
     "LayerRow",
     "ModelParityResult",
     "ParamRow",
+    "TrainingParityResult",
+    "TrainingStep",
     "WeightMapping",
     "WeightRow",
+    "clip_grad_norm_like_torch",
     "compare_model",
+    "compare_training",
     "export_torch_weights",
     "framework_of",
     "get_leaf",
