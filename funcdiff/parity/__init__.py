@@ -55,6 +55,10 @@ from funcdiff.parity._optim import (
     compare_optimizers,
     optax_like,
 )
+from funcdiff.parity._polygamma import (
+    digamma_like_torch,
+    polygamma_like_torch,
+)
 from funcdiff.parity._suite import (
     CaseOutcome,
     CatalogReport,
@@ -84,6 +88,7 @@ __all__ = [
     "clip_like_torch",
     "compare",
     "compare_optimizers",
+    "digamma_like_torch",
     "divergences",
     "fmax_like_torch",
     "from_torch",
@@ -98,6 +103,7 @@ __all__ = [
     "min_like_torch",
     "norm_like_torch",
     "optax_like",
+    "polygamma_like_torch",
     "pow_like_torch",
     "regenerate_golden",
     "require_torch",
