@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from funcdiff._cli._common import EXIT_FAILED, CLIError, emit_json, positive_float, positive_int
+from funcdiff._cli._common import (
+    EXIT_FAILED,
+    CLIError,
+    emit_json,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 
 
 def register(sub: Any) -> None:
@@ -15,7 +22,9 @@ def register(sub: Any) -> None:
         description="Reproduce every number of the PyTorch autodiff tutorial with JAX.",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed for data and init (default 0)")
+    p.add_argument(
+        "--seed", type=seed_int, default=0, help="PRNG seed for data and init (default 0)"
+    )
     p.add_argument("--n", type=positive_int, default=100, help="regression points (default 100)")
     p.add_argument("--epochs", type=positive_int, default=500, help="SGD epochs (default 500)")
     p.add_argument("--lr", type=positive_float, default=0.1, help="SGD learning rate (default 0.1)")
