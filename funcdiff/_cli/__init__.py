@@ -4,8 +4,9 @@ Each subcommand lives in its own module with ``register(subparsers)`` and ``run(
 Nothing in the library imports this package.
 
 Error policy: a mistake or a failure prints exactly one line on stderr,
-``funcdiff COMMAND: error: MESSAGE``, never a traceback (and no warning of the failed run);
-the exit code says whose it was:
+``funcdiff COMMAND: error: MESSAGE``, never a traceback (and no warning of the failed run); a
+failed check still prints its report (table or ``--json``) on stdout first. The exit code says
+whose it was:
 
 * 0: success (``check``: the gradient is right; ``parity``: every case agrees or diverges as
   registered; ``regress``: the fit converged).

@@ -25,6 +25,7 @@ from funcdiff._cli._common import (
     EXIT_USAGE,
     CLIError,
     emit_json,
+    fail,
     nonnegative_float,
     positive_int,
     seed_int,
@@ -194,4 +195,7 @@ def run(args: argparse.Namespace) -> int:
         emit_json({"function": args.target, **result.to_dict()})
     else:
         print(result)
-    return 0 if result.ok else EXIT_FAILED
+    if result.ok:
+        return 0
+    why = " ".join(result.message.split()) or "autodiff and finite differences disagree"
+    return fail("check", f"the gradient of {args.target} is wrong: {why}", EXIT_FAILED)

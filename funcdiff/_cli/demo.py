@@ -9,6 +9,7 @@ from funcdiff._cli._common import (
     EXIT_FAILED,
     CLIError,
     emit_json,
+    fail,
     positive_float,
     positive_int,
     seed_int,
@@ -59,4 +60,6 @@ def run(args: argparse.Namespace) -> int:
         emit_json(result.to_dict())
     else:
         print(result)
-    return 0 if result.ok else EXIT_FAILED
+    if result.ok:
+        return 0
+    return fail("demo", "the tutorial's numbers did not come out (see the report)", EXIT_FAILED)

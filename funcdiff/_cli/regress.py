@@ -24,6 +24,7 @@ from funcdiff._cli._common import (
     SEED_MIN,
     CLIError,
     emit_json,
+    fail,
     positive_float,
     positive_int,
     seed_int,
@@ -320,7 +321,9 @@ def _run(args: argparse.Namespace) -> int:
         emit_json(_json(args, n, x_cols, result, fitted, closed, boot, se, ci))
     else:
         print(_text(args, n, result, names, fitted, closed, boot, se, ci, table))
-    return 0 if result.ok else EXIT_FAILED
+    if result.ok:
+        return 0
+    return fail("regress", f"the fit {result.message}", EXIT_FAILED)
 
 
 def _json(
