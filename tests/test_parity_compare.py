@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -509,3 +511,70 @@ def test_the_cotangent_is_used_for_the_vjp_rows():
 def test_bad_directions_are_refused_by_name(kwargs, error, needle):
     with pytest.raises(error, match=needle):
         compare(jnp.linalg.cholesky, torch.linalg.cholesky, SPD, **kwargs)
+
+
+# ---- the boundary, fuzzed: a clear error or a result, never another exception ---------------
+
+NOT_CALLABLE = st.one_of(st.none(), st.integers(), st.text(max_size=3), st.just(np.ones(2)))
+BAD_LEAF = st.one_of(  # (None is an empty subtree in JAX, not a leaf: allowed)
+    st.text(max_size=3),
+    st.floats(),
+    st.just(object()),
+    st.just(np.ones(2, complex)),
+    st.just(np.array(["a"])),
+)
+BAD_TOL = st.one_of(
+    st.floats(max_value=-1e-300),
+    st.just(float("nan")),
+    st.just(float("inf")),
+    st.just(np.ones(2)),
+    st.text(max_size=2),
+    st.booleans(),
+)
+BAD_KEY = st.one_of(st.floats(), st.text(max_size=2), st.just(np.ones(2)), st.just([1, 2]))
+BAD_TANGENT = st.one_of(
+    st.just(np.ones(3)),  # not a tuple
+    st.just((np.ones(2),)),  # wrong shape
+    st.just((np.ones(3), np.ones(3))),  # wrong length
+    st.just((np.full(3, np.nan),)),
+    st.just(({"a": np.ones(3)},)),  # wrong structure
+    st.just(lambda x: 1 / 0),  # a raising callable
+)
+
+
+@settings(max_examples=40, derandomize=True, deadline=None)
+@given(
+    which=st.sampled_from(["jax_fn", "torch_fn", "leaf", "rtol", "atol", "key", "tangent"]),
+    data=st.data(),
+)
+def test_bad_arguments_are_typed_errors_naming_them(which, data):
+    kwargs, jfn, tfn, x = {}, jnp.sin, torch.sin, np.linspace(-1, 1, 3).astype(np.float32)
+    args = (x,)
+    if which == "jax_fn":
+        jfn = data.draw(NOT_CALLABLE)
+    elif which == "torch_fn":
+        tfn = data.draw(NOT_CALLABLE)
+    elif which == "leaf":
+        args = ({"x": x, "bad": data.draw(BAD_LEAF)},)
+        jfn, tfn = (lambda p: jnp.sin(p["x"])), (lambda p: torch.sin(p["x"]))
+    elif which in ("rtol", "atol"):
+        kwargs[which] = data.draw(BAD_TOL)
+    elif which == "key":
+        kwargs["key"] = data.draw(BAD_KEY)
+    else:
+        kwargs["tangent"] = data.draw(BAD_TANGENT)
+    name = {"leaf": "args"}.get(which, which)
+    with pytest.raises((TypeError, ValueError)) as e:
+        compare(jfn, tfn, *args, **kwargs)
+    assert f"`{name}`" in str(e.value), str(e.value)
+
+
+def test_bfloat16_and_negative_seeds_work():
+    x = np.linspace(-1, 1, 4).astype(jnp.bfloat16)  # was "bfloat16 not inexact" (ValueError)
+    res = compare(lambda x: jnp.sum(jnp.tanh(x)), lambda x: torch.tanh(x).sum(), x)
+    res.assert_ok()
+    assert res.dtype == "bfloat16" and res.rows[0].tolerance == DEFAULT_TOLERANCES["bfloat16"]
+    run = lambda key: [
+        r.jax_value for r in compare(jnp.sin, torch.sin, _rng(np.float32, 4), key=key).rows
+    ]
+    assert run(-1) == run(-1) != run(1)  # like jax.random.key(-1): allowed, its own stream

@@ -71,7 +71,8 @@ def _seed_rng(key: Any) -> np.random.Generator:
     if key is None:
         return np.random.default_rng(0)
     if isinstance(key, int | np.integer) and not isinstance(key, bool):
-        return np.random.default_rng(int(key))
+        # a negative seed (jax.random.key accepts them) as its 64-bit two's complement
+        return np.random.default_rng(int(key) if key >= 0 else int(key) % 2**64)
     if is_prng_key(key):
         data = np.asarray(jax.random.key_data(key)).ravel()
     elif hasattr(key, "dtype") and np.asarray(key).dtype == np.uint32:
@@ -101,11 +102,13 @@ def prepare(args: tuple[Any, ...], key: Any) -> Prepared:
     for p, a in zip(paths, leaves, strict=True):
         if a.dtype.kind == "c":
             raise TypeError(f"Expected real arrays in `args`, got {a.dtype} at {p}.")
+        if not (is_float_dtype(a.dtype) or a.dtype.kind in "biu"):
+            raise TypeError(f"Expected numeric arrays in `args`, got dtype {a.dtype} at {p}.")
     float_idx = tuple(i for i, a in enumerate(leaves) if is_float_dtype(a.dtype))
     float_dtypes = [leaves[i].dtype for i in float_idx]
     x64 = any(d == np.float64 for d in float_dtypes)
     # the least precise float dtype sets the precision of the whole call
-    eps = lambda d: float(np.finfo(d).eps)
+    eps = lambda d: float(jnp.finfo(d).eps)  # jnp: NumPy's finfo does not know bfloat16
     dtype = str(max(float_dtypes, key=eps)) if float_dtypes else "int"
     rng = _seed_rng(key)
     tangents = tuple(
@@ -334,7 +337,7 @@ def torch_leaf_problem(x: Any, path: str) -> str | None:
     elif isinstance(x, float | complex):
         what = f"a Python {type(x).__name__}"
     else:
-        return f"a {type(x).__name__} at {path}"
+        return f"{type(x).__module__.split('.')[0]}.{type(x).__name__} at {path}"
     return (
         f"{what} at {path}: it is cut off from autograd, so its derivatives cannot be compared; "
         "return the tensor itself (drop .item(), .numpy(), float())"
@@ -405,10 +408,10 @@ def measure_torch(
             )
         )
 
-    tcots = [torch.from_numpy(c.copy()).to(o.dtype) for c, o in zip(cots, fouts, strict=True)]
+    tcots = [_numpy_to_tensor(c, None).to(o.dtype) for c, o in zip(cots, fouts, strict=True)]
     g = grad(fouts, floats, tcots, scalar)
     grads = [z if x is None else _tensor_to_numpy(x) for x, z in zip(g, zeros(), strict=True)]
-    tans = [torch.from_numpy(t.copy()) for t in prep.tangents]
+    tans = [_numpy_to_tensor(t, None) for t in prep.tangents]
     hvp, hvp_atol = None, 0.0
     if scalar:
         h, hvp_atol = _torch_hvp(torch, grad, g, floats, tans, prep, call, float_outs, notes)
@@ -566,7 +569,7 @@ def _fd_hvp(
     """
     xs = [prep.leaves[i] for i in prep.float_idx]
     vs = [np.asarray(t, np.float64) for t in prep.tangents]
-    eps = float(np.finfo(np.dtype(prep.dtype)).eps)
+    eps = float(jnp.finfo(prep.dtype).eps)
     xmax = max((float(np.max(np.abs(x))) for x in xs if x.size), default=0.0)
     vmax = max((float(np.max(np.abs(v))) for v in vs if v.size), default=0.0)
     if vmax == 0 or not np.isfinite(xmax):
