@@ -578,3 +578,18 @@ def test_bfloat16_and_negative_seeds_work():
         r.jax_value for r in compare(jnp.sin, torch.sin, _rng(np.float32, 4), key=key).rows
     ]
     assert run(-1) == run(-1) != run(1)  # like jax.random.key(-1): allowed, its own stream
+
+
+def test_tangent_and_cotangent_with_integer_leaves():
+    x, n = np.linspace(-1, 1, 3), np.arange(3)
+    jax_fn = lambda x, n: (jnp.sin(x) * n, jnp.argmax(x))
+    torch_fn = lambda x, n: (torch.sin(x) * n, torch.argmax(x))
+    res = compare(jax_fn, torch_fn, x, n, tangent=(np.ones(3), None))  # None: an int leaf
+    res.assert_ok()
+    both = compare(
+        jax_fn, torch_fn, x, n, tangent=lambda x, n: (x, n), cotangent=lambda d: (2 * d[0], d[1])
+    )
+    both.assert_ok()
+    assert [r.quantity for r in both.rows] == ["value", "value", "vjp", "jvp"]
+    with pytest.raises(TypeError, match=r"float leaf tangent\[0\], got None"):
+        compare(jax_fn, torch_fn, x, n, tangent=(None, None))

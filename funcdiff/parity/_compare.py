@@ -488,7 +488,7 @@ def compare(
       key: ``jax.random.key`` (or int seed) for the cotangent and tangent; default 0.
       tangent: the direction of the JVP and HVP rows instead of a random normal one: a tuple
         with one pytree per positional argument, shaped like ``args`` (as ``jax.jvp``'s
-        ``tangents``; entries at integer leaves are ignored), or a callable
+        ``tangents``; entries at integer leaves are ignored and may be None), or a callable
         ``tangent(*draw) -> tuple`` mapping the seeded random draw (shaped like ``args``) onto
         the op's domain, e.g. ``lambda a: ((a + a.T) / 2,)`` for ops on symmetric matrices.
       cotangent: the cotangent of the VJP rows instead of a random normal one: a pytree

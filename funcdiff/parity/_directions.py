@@ -64,6 +64,10 @@ def _check_tuple(name: str, value: Any, n: int, what: str) -> tuple[Any, ...]:
     return tuple(value)
 
 
+def _is_none(x: Any) -> bool:
+    return x is None
+
+
 def resolve_tangent(tangent: Any, prep: Prepared) -> tuple[np.ndarray, ...]:
     """The tangent of every float leaf of ``args``, from ``tangent`` (see ``compare``).
 
@@ -81,13 +85,18 @@ def resolve_tangent(tangent: Any, prep: Prepared) -> tuple[np.ndarray, ...]:
         value = _check_tuple("tangent", value, n, " (a callable `tangent` must return one)")
     else:
         value = _check_tuple("tangent", tangent, n, " (or a callable returning one)")
-    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(value)
+    # None may stand for an (ignored) integer leaf, as float0 does for jax.jvp
+    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(value, is_leaf=_is_none)
     if treedef != prep.treedef:
         raise ValueError(
             "Expected `tangent` to have the pytree structure of `args`, "
             f"{prep.treedef}, got {treedef}."
         )
     leaves = [x for _, x in paths_leaves]
+    for i in prep.float_idx:
+        if leaves[i] is None:
+            where = prep.paths[i].replace("args", "tangent", 1)
+            raise TypeError(f"Expected a tangent for the float leaf {where}, got None.")
     return tuple(
         _as_leaf(
             "tangent",
