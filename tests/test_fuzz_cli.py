@@ -122,6 +122,7 @@ NOT_AN_INT = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(lambda f: f"{f}.5"),
 )
 NON_POSITIVE_INT = st.integers(max_value=0).map(str)
+ABOVE_INT32 = st.integers(min_value=2**31, max_value=10**30).map(str)  # sizes, epochs
 BEYOND_64_BITS = st.one_of(
     st.integers(min_value=2**63, max_value=2**200), st.integers(max_value=-(2**63) - 1)
 ).map(str)
@@ -160,8 +161,8 @@ FLAGS = {
         [],
         {
             "--seed": st.one_of(NOT_AN_INT, BEYOND_64_BITS),
-            "--n": st.one_of(NOT_AN_INT, NON_POSITIVE_INT),
-            "--epochs": st.one_of(NOT_AN_INT, NON_POSITIVE_INT),
+            "--n": st.one_of(NOT_AN_INT, NON_POSITIVE_INT, ABOVE_INT32),
+            "--epochs": st.one_of(NOT_AN_INT, NON_POSITIVE_INT, ABOVE_INT32),
             "--lr": NOT_POSITIVE_FLOAT,
             "--device": NOT_A_CHOICE,
         },
@@ -170,7 +171,9 @@ FLAGS = {
         ["funcdiff.seed:composite", "--at", "[0.5, 0.75]"],
         {
             "--seed": st.one_of(NOT_AN_INT, BEYOND_64_BITS),
-            "--num-directions": st.one_of(NOT_AN_INT, NON_POSITIVE_INT),
+            "--num-directions": st.one_of(
+                NOT_AN_INT, NON_POSITIVE_INT, st.integers(min_value=100_001).map(str)
+            ),
             "--mode": NOT_A_CHOICE,
             "--rtol": st.one_of(st.floats(max_value=-1e-300).map(repr), st.just("nan")),
             "--atol": st.sampled_from(["-1", "inf", "x"]),
@@ -184,11 +187,11 @@ FLAGS = {
         ["--n", "10"],
         {
             "--seed": st.one_of(NOT_AN_INT, BEYOND_64_BITS),
-            "--n": st.one_of(NOT_AN_INT, NON_POSITIVE_INT),
-            "--epochs": NON_POSITIVE_INT,
+            "--n": st.one_of(NOT_AN_INT, NON_POSITIVE_INT, ABOVE_INT32),
+            "--epochs": st.one_of(NON_POSITIVE_INT, ABOVE_INT32),
             "--lr": NOT_POSITIVE_FLOAT,
             "--batch-size": NON_POSITIVE_INT,
-            "--bootstrap": NON_POSITIVE_INT,
+            "--bootstrap": st.one_of(NON_POSITIVE_INT, st.integers(min_value=10**6 + 1).map(str)),
             "--log-every": NON_POSITIVE_INT,
             "--optimizer": NOT_A_CHOICE,
             "--method": NOT_A_CHOICE,

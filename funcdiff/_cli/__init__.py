@@ -18,11 +18,13 @@ whose it was:
   ``FUNCDIFF_TRACEBACK=1`` to see its traceback).
 * 2: the command line is wrong: an unknown subcommand, flag or choice, a malformed value
   (``--at`` that is not JSON numbers, empty, boolean, not finite or too large for the dtype;
-  a seed outside 64 bits; a negative tolerance), a module that cannot be imported or a name
-  that is not a function, a function ``check`` cannot check (not scalar-valued), a file that
-  cannot be read or holds unusable data (``regress --csv``: missing column, non-number,
-  NaN/inf, a value beyond float32 without ``--x64``), an unwritable ``--out``. argparse's own
-  errors exit 2 through ``SystemExit``; everything else is returned by :func:`main`.
+  a seed outside 64 bits; a negative tolerance; ``--n``/``--epochs`` beyond 2**31 - 1,
+  ``--num-directions`` beyond 100000, ``--bootstrap`` beyond 10**6), a module that cannot
+  be imported or a name that is not a function, a function ``check`` cannot check (not
+  scalar-valued), a file that cannot be read or holds unusable data (``regress --csv``:
+  missing column, non-number, NaN/inf, a value beyond float32 without ``--x64``), an
+  unwritable ``--out``, a ``--case`` that matches nothing. argparse's own errors exit 2
+  through ``SystemExit``; everything else is returned by :func:`main`.
 * 130: interrupted (Ctrl-C).
 """
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
+    "INT32_MAX",
     "SEED_MAX",
     "SEED_MIN",
     "CLIError",
     "Parser",
+    "bounded_int",
     "emit_json",
     "fail",
     "nonnegative_float",
@@ -72,6 +75,22 @@ def positive_float(text: str) -> float:
     if not (value > 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
     return value
+
+
+INT32_MAX = 2**31 - 1  # lax.scan lengths and array sizes JAX indexes with int32
+
+
+def bounded_int(maximum: int, why: str) -> Callable[[str], int]:
+    """argparse type: an integer in [1, ``maximum``] (``why`` explains the bound)."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"expected at most {maximum} ({why}), got {value}")
+        return value
+
+    parse.__name__ = "bounded_int"
+    return parse
 
 
 def nonnegative_float(text: str) -> float:

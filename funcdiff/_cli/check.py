@@ -24,12 +24,14 @@ from funcdiff._cli._common import (
     EXIT_FAILED,
     EXIT_USAGE,
     CLIError,
+    bounded_int,
     emit_json,
     fail,
     nonnegative_float,
-    positive_int,
     seed_int,
 )
+
+MAX_DIRECTIONS = 100_000
 
 
 def register(sub: Any) -> None:
@@ -57,7 +59,13 @@ def register(sub: Any) -> None:
         default=None,
         help="a gradient to check instead of jax.grad (e.g. funcdiff.seed:manual_grad)",
     )
-    p.add_argument("--num-directions", type=positive_int, default=8, metavar="N")
+    p.add_argument(
+        "--num-directions",
+        type=bounded_int(MAX_DIRECTIONS, "each direction is one JVP and one VJP"),
+        default=8,
+        metavar="N",
+        help=f"directional mode: random directions (default 8, at most {MAX_DIRECTIONS})",
+    )
     p.add_argument("--seed", type=seed_int, default=0, help="PRNG seed for the directions")
     p.add_argument("--rtol", type=nonnegative_float, default=None)
     p.add_argument("--atol", type=nonnegative_float, default=None)

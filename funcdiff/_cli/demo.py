@@ -7,13 +7,17 @@ from typing import Any
 
 from funcdiff._cli._common import (
     EXIT_FAILED,
+    INT32_MAX,
     CLIError,
+    bounded_int,
     emit_json,
     fail,
     positive_float,
-    positive_int,
     seed_int,
 )
+
+_ROWS = bounded_int(INT32_MAX, "rows are indexed with int32")
+_EPOCHS = bounded_int(INT32_MAX, "the epoch loop counts in int32")
 
 
 def register(sub: Any) -> None:
@@ -26,8 +30,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--seed", type=seed_int, default=0, help="PRNG seed for data and init (default 0)"
     )
-    p.add_argument("--n", type=positive_int, default=100, help="regression points (default 100)")
-    p.add_argument("--epochs", type=positive_int, default=500, help="SGD epochs (default 500)")
+    p.add_argument("--n", type=_ROWS, default=100, help="regression points (default 100)")
+    p.add_argument("--epochs", type=_EPOCHS, default=500, help="SGD epochs (default 500)")
     p.add_argument("--lr", type=positive_float, default=0.1, help="SGD learning rate (default 0.1)")
     p.add_argument(
         "--device",

@@ -20,9 +20,11 @@ import numpy as np
 
 from funcdiff._cli._common import (
     EXIT_FAILED,
+    INT32_MAX,
     SEED_MAX,
     SEED_MIN,
     CLIError,
+    bounded_int,
     emit_json,
     fail,
     positive_float,
@@ -50,7 +52,7 @@ def register(sub: Any) -> None:
     data.add_argument("--y", metavar="COL", help="target column of the CSV")
     data.add_argument(
         "--n",
-        type=positive_int,
+        type=bounded_int(INT32_MAX, "rows are indexed with int32"),
         default=None,
         help="generate the tutorial's data with N points (default 100)",
     )
@@ -63,7 +65,12 @@ def register(sub: Any) -> None:
         help="optax optimizer (default sgd; momentum is sgd with momentum 0.9)",
     )
     opt.add_argument("--lr", type=positive_float, default=0.1, help="learning rate (default 0.1)")
-    opt.add_argument("--epochs", type=positive_int, default=500, help="epochs (default 500)")
+    opt.add_argument(
+        "--epochs",
+        type=bounded_int(INT32_MAX, "the epoch loop counts in int32"),
+        default=500,
+        help="epochs (default 500)",
+    )
     opt.add_argument(
         "--batch-size", type=positive_int, default=None, help="minibatch size (default: full batch)"
     )
@@ -81,7 +88,7 @@ def register(sub: Any) -> None:
     )
     opt.add_argument(
         "--bootstrap",
-        type=positive_int,
+        type=bounded_int(1_000_000, "each resample is a fit held in memory"),
         default=None,
         metavar="N",
         help="also fit N bootstrap resamples and report intervals",
