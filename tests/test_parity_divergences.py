@@ -316,6 +316,17 @@ def test_docs_table_is_the_registry():
     )
 
 
+def test_docs_python_examples_run():
+    import re
+
+    pytest.importorskip("torch")
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    assert len(blocks) >= 3
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/divergences.md", "exec"), namespace)
+
+
 def test_registry_table_renders():
     text = registry_table()
     assert all(d.name in text for d in REG)
