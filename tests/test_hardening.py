@@ -1,0 +1,194 @@
+"""Issue 14, library half: each bad input it names is refused clearly, nothing wrong is ok.
+
+One test per item of the issue (and of the same kind found by tests/test_fuzz_api.py), each
+asserting the exception type and that the message names the argument, or the failed verdict.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import funcdiff
+from funcdiff import UserFunctionError, check_consistency, check_grad, scoped, taylor_test
+
+X = jnp.array([0.5, 0.75])
+
+
+def sq(x):
+    return jnp.sum(x**2)
+
+
+def branchy(x):
+    if jnp.sum(x) > 0:  # Python `if` on a traced value
+        return jnp.sum(x)
+    return -jnp.sum(x)
+
+
+# ------------------------------------------------------------------ wrong results reported ok
+
+
+def test_consistency_of_an_all_nan_function_is_not_ok():
+    r = check_consistency(lambda x: jnp.sum(x) * jnp.nan, X)
+    assert not r.ok
+    assert "NaN" in r.message and "NaN" in str(r)
+    assert r.to_dict()["ok"] is False
+    with pytest.raises(AssertionError, match="NaN"):
+        r.assert_ok()
+
+
+@pytest.mark.parametrize(
+    ("rtol", "err"),
+    [
+        (-1.0, ValueError),
+        (float("nan"), ValueError),
+        (np.array([1e-3, 1.0]), TypeError),
+        ("1", TypeError),
+    ],
+)
+def test_consistency_refuses_bad_rtol(rtol, err):
+    with pytest.raises(err, match="`rtol`"):
+        check_consistency(sq, X, rtol=rtol)
+
+
+def test_consistency_refuses_non_bool_grad_and_grad_of_a_vector():
+    with pytest.raises(TypeError, match="`grad`"):
+        check_consistency(sq, X, grad="yes")
+    with pytest.raises(ValueError, match="grad=True"):
+        check_consistency(jnp.sin, X, grad=True)
+
+
+def test_taylor_refuses_complex_direction():
+    with pytest.raises(TypeError, match=r"`v`.*complex"):
+        taylor_test(sq, X, v=jnp.array([1 + 1j, 1j]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "name"),
+    [
+        ({"min_order": float("nan")}, ValueError, "`min_order`"),
+        ({"min_order": "2"}, TypeError, "`min_order`"),
+        ({"min_order": -1.0}, ValueError, "`min_order`"),
+        ({"grad": "g"}, TypeError, "`grad`"),
+        ({"v": jnp.array([jnp.nan, 1.0])}, ValueError, "`v`"),
+        ({"v": jnp.ones(3)}, ValueError, "`v`"),
+        ({"num_steps": 10**9}, ValueError, "`num_steps`"),
+        ({"key": 2**70}, ValueError, "`key`"),
+    ],
+)
+def test_taylor_refuses_bad_settings(kwargs, err, name):
+    with pytest.raises(err, match=name):
+        taylor_test(sq, X, **kwargs)
+
+
+def test_scoped_x64_takes_bools_only():
+    with pytest.raises(TypeError, match="`x64`"), scoped(x64="no"):
+        pass  # pragma: no cover
+    assert not funcdiff.x64_enabled()
+    with scoped(x64=np.bool_(True)):
+        assert funcdiff.x64_enabled()
+    with pytest.raises(ValueError, match="`matmul_precision`"), scoped(matmul_precision="max"):
+        pass  # pragma: no cover
+    with pytest.raises(TypeError, match="`device`"), scoped(device=3):
+        pass  # pragma: no cover
+
+
+def test_fd_never_returns_nan_or_a_zero_from_a_lost_step():
+    with pytest.raises(ValueError, match=r"finite differences at <root>\[0\]"):
+        funcdiff.fd_grad(lambda x: jnp.sum(jnp.log(x)), jnp.array([1e-9, 1.0]), step=1e-3)
+    with pytest.raises(ValueError, match=r"`step`.*overflows"):
+        funcdiff.fd_grad(sq, X, step=1e300)
+    with pytest.raises(ValueError, match=r"`step`.*== x"):
+        funcdiff.fd_grad(sq, X, step=1e-30)
+
+
+# ------------------------------------------------------------------ internal exceptions escaping
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: funcdiff.fd_grad(sq, x),
+        lambda x: funcdiff.fd_jacobian(jnp.sin, x),
+        lambda x: funcdiff.fd_jvp(jnp.sin, x, x),
+        lambda x: funcdiff.fd_hvp(sq, x, x),
+        lambda x: check_grad(sq, x),
+        lambda x: check_grad(sq, x, mode="directional"),
+        lambda x: taylor_test(sq, x),
+    ],
+)
+def test_empty_x_is_a_value_error(call):
+    with pytest.raises(ValueError, match="`x` to hold at least one float element"):
+        call(jnp.zeros(0))
+
+
+@pytest.mark.parametrize("seed", [2**64, 2**63, -(2**63) - 1])
+def test_seed_beyond_64_bits(seed):
+    with pytest.raises(ValueError, match=r"`key`.*64"):
+        check_grad(sq, X, mode="directional", key=seed)
+
+
+def test_too_many_directions_is_refused_before_allocating():
+    with pytest.raises(ValueError, match="`num_directions`"):
+        check_grad(sq, X, mode="directional", num_directions=10**12)
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: funcdiff.fd_grad(sq, X, scheme=np.array(["a", "b"])), "`scheme`"),
+        (lambda: funcdiff.fd_grad(sq, X, return_error="yes"), "`return_error`"),
+        (lambda: check_grad(sq, X, mode=np.array(["full"])), "`mode`"),
+        (lambda: check_grad(sq, X, rtol=np.array([1e-3, 1.0])), "`rtol`"),
+        (lambda: check_grad(sq, X, grad="g"), "`grad`"),
+    ],
+)
+def test_settings_given_as_arrays_or_strings_name_the_argument(call, name):
+    with pytest.raises((TypeError, ValueError), match=name):
+        call()
+
+
+# ------------------------------------------------------------------ the user's function failing
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda f: funcdiff.fd_grad(f, X),
+        lambda f: funcdiff.fd_jacobian(f, X),
+        lambda f: funcdiff.fd_hvp(f, X, X),
+        lambda f: check_grad(f, X),
+        lambda f: check_grad(f, X, mode="directional"),
+        lambda f: taylor_test(f, X),
+        lambda f: check_consistency(f, X),
+    ],
+)
+def test_non_jittable_fun_is_reported_as_the_users_function(call):
+    with pytest.raises(UserFunctionError, match="`fun` is not jit-compatible") as info:
+        call(branchy)
+    assert "TracerBoolConversionError" in str(info.value) and "https://" in str(info.value)
+
+
+def test_raising_or_string_returning_functions_are_named():
+    with pytest.raises(UserFunctionError, match="`fun` raised KeyError"):
+        funcdiff.fd_grad(lambda x: {}["w"], X)
+    with pytest.raises(UserFunctionError, match=r"`fun` to return arrays.*str"):
+        check_grad(lambda x: "loss", X)
+    with pytest.raises(UserFunctionError, match="`grad` raised ZeroDivisionError"):
+        check_grad(sq, X, grad=lambda x: 1 / 0)
+    with pytest.raises(UserFunctionError, match="`grad` to return arrays"):
+        taylor_test(sq, X, grad=lambda x: "g")
+
+
+def test_custom_vjp_still_checks_without_jvp():
+    """A function without forward mode is a note in directional mode, not a user error."""
+
+    @jax.custom_vjp
+    def f(x):
+        return jnp.sum(jnp.sin(x))
+
+    f.defvjp(lambda x: (f(x), x), lambda x, g: (g * jnp.cos(x),))
+    r = check_grad(f, X, mode="directional")
+    assert r.ok and "JVP not checked" in r.message and "UserFunctionError" not in r.message
