@@ -192,3 +192,56 @@ def test_custom_vjp_still_checks_without_jvp():
     f.defvjp(lambda x: (f(x), x), lambda x, g: (g * jnp.cos(x),))
     r = check_grad(f, X, mode="directional")
     assert r.ok and "JVP not checked" in r.message and "UserFunctionError" not in r.message
+
+
+# ------------------------------------------------------------------ regression
+
+
+def test_mse_refuses_shapes_that_would_broadcast():
+    from funcdiff.regression import mse
+
+    with pytest.raises(ValueError, match=r"`pred` and `y` of the same shape.*ravel"):
+        mse(jnp.ones((3, 1)), jnp.ones(3))
+    with pytest.raises(TypeError, match="`pred`"):
+        mse("a", jnp.ones(3))
+    assert float(mse(jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0]))) == 2.0
+
+
+def test_predict_names_a_missing_key_and_a_shape_mismatch():
+    from funcdiff.regression import predict
+
+    with pytest.raises(TypeError, match=r"`params`.*\['coef'\]"):
+        predict({"coef": 1.0}, jnp.ones(3))
+    with pytest.raises(TypeError, match="`params`"):
+        predict([1.0, 2.0], jnp.ones(3))
+    with pytest.raises(ValueError, match="last axis of size 3"):
+        predict({"coef": jnp.ones(3), "intercept": 0.0}, jnp.ones((4, 2)))
+    with pytest.raises(TypeError, match="`x`"):
+        predict({"coef": 1.0, "intercept": 0.0}, "ab")
+    np.testing.assert_allclose(predict({"coef": 2.0, "intercept": 1.0}, jnp.arange(2.0)), [1, 3])
+
+
+def test_fit_epochs_beyond_the_limit_blame_epochs_not_y():
+    from funcdiff.regression import fit
+
+    with pytest.raises(ValueError, match="`epochs`"):
+        fit(jnp.ones(3), jnp.ones(3), epochs=10**12)
+
+
+def test_fit_loss_failures_are_the_users_and_throw_is_a_bool():
+    from funcdiff.regression import fit
+
+    x = jnp.arange(3.0)
+    with pytest.raises(UserFunctionError, match="`loss` is not jit-compatible"):
+        fit(x, x, epochs=2, loss=lambda p, y: jnp.mean(p) if p.sum() > 0 else 0.0)
+    with pytest.raises(UserFunctionError, match="`loss` raised"):
+        fit(x, x, epochs=2, loss=lambda p, y: p["a"])
+    with pytest.raises(TypeError, match="`throw`"):
+        fit(x, x, epochs=2, throw="no")
+
+
+def test_bootstrap_sizes_are_bounded():
+    from funcdiff.regression import bootstrap
+
+    with pytest.raises(ValueError, match="`n_resamples`"):
+        bootstrap(jax.random.key(0), jnp.arange(3.0), jnp.ones(3), 10**12, epochs=5)

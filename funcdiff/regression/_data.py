@@ -161,11 +161,23 @@ def check_params(params: Any, data: Data) -> dict[str, Any]:
     return out
 
 
-def check_epochs(epochs: Any) -> int:
+MAX_EPOCHS = 100_000_000
+"""Most epochs one fit takes: the run keeps every epoch's loss (400 MB of float32 at this
+limit) and counts epochs in int32."""
+
+
+def check_epochs(epochs: Any, name: str = "epochs") -> int:
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral):
-        raise TypeError(f"Expected `epochs` to be an integer >= 1, got {epochs!r}.")
+        raise TypeError(f"Expected `{name}` to be an integer >= 1, got {epochs!r}.")
+    epochs = int(epochs)
     if epochs <= 0:
-        raise ValueError(f"Expected `epochs` to be an integer >= 1, got {epochs}.")
+        raise ValueError(f"Expected `{name}` to be an integer >= 1, got {epochs}.")
+    if epochs > MAX_EPOCHS:
+        raise ValueError(
+            f"Expected `{name}` to be an integer <= {MAX_EPOCHS:_}, got {int(epochs):_}: the "
+            "run records every epoch's loss. Split the training into several fit calls, "
+            "passing the last params on."
+        )
     return int(epochs)
 
 
