@@ -245,3 +245,106 @@ def test_bootstrap_sizes_are_bounded():
 
     with pytest.raises(ValueError, match="`n_resamples`"):
         bootstrap(jax.random.key(0), jnp.arange(3.0), jnp.ones(3), 10**12, epochs=5)
+
+
+# ------------------------------------------------------------------ parity (torch optional)
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def test_to_torch_cuda_without_cuda_is_device_not_found():
+    torch = _torch()
+    from funcdiff.parity import to_torch
+
+    if torch.cuda.is_available():  # pragma: no cover - CPU CI
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(funcdiff.DeviceNotFoundError, match="cuda"):
+        to_torch(np.ones(2), device="cuda")
+    with pytest.raises(ValueError, match="`device`"):
+        to_torch(np.ones(2), device="bogus")
+    with pytest.raises(TypeError, match="`device`"):
+        to_torch(np.ones(2), device=1.5)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda t: t.eye(2).to_sparse(), "sparse_coo"),
+        (lambda t: t.eye(2).to_sparse_csr(), "sparse_csr"),
+        (lambda t: t.empty(2, device="meta"), "meta"),
+        (lambda t: t.quantize_per_tensor(t.ones(2), 0.1, 0, t.qint8), "dequantize"),
+        (lambda t: t.ones(2, dtype=t.complex32), "complex32"),
+    ],
+)
+def test_from_torch_refuses_tensors_without_dense_data(make, match):
+    torch = _torch()
+    from funcdiff.parity import from_torch
+
+    with pytest.raises(TypeError, match=match) as info:
+        from_torch({"w": make(torch)})
+    assert "tree['w']" in str(info.value)
+
+
+def test_get_case_refuses_a_non_string():
+    from funcdiff.parity import get_case
+
+    with pytest.raises(TypeError, match="`name`"):
+        get_case(3)
+
+
+def test_run_catalog_refuses_non_cases_and_bad_golden_paths(tmp_path):
+    from funcdiff.parity import GoldenError, run_catalog
+
+    with pytest.raises(TypeError, match=r"`cases\[1\]`"):
+        run_catalog([funcdiff.parity.get_case("tutorial/f"), 3])
+    with pytest.raises(TypeError, match="`cases`"):
+        run_catalog("tutorial/f")
+    with pytest.raises(GoldenError, match="directory"):
+        run_catalog(reference="golden", golden_path=tmp_path, pattern="tutorial/f")
+    for text in ("[1, 2]", '{"format": 1}', '{"format": 1, "entries": [1]}'):
+        bad = tmp_path / "golden.json"
+        bad.write_text(text)
+        with pytest.raises(GoldenError, match="Unreadable"):
+            run_catalog(reference="golden", golden_path=bad, pattern="tutorial/f")
+    with pytest.raises(TypeError, match="`progress`"):
+        run_catalog(pattern="tutorial/f", progress="p")
+    with pytest.raises(TypeError, match="`pattern`"):
+        run_catalog(pattern=3)
+    with pytest.raises(TypeError, match="`dtypes`"):
+        run_catalog(dtypes=3)
+    with pytest.raises(ValueError, match="`key`"):
+        run_catalog(pattern="tutorial/f", key=-1)
+
+
+def test_run_catalog_progress_that_raises_is_the_users(tmp_path):
+    from funcdiff.parity import run_catalog
+
+    with pytest.raises(UserFunctionError, match="`progress` raised ZeroDivisionError"):
+        run_catalog(pattern="tutorial/f", dtypes="float64", progress=lambda *a: 1 / 0)
+
+
+def test_compare_optimizers_names_the_users_functions():
+    torch = _torch()
+    from funcdiff.parity import compare_optimizers
+
+    def make(ps):
+        return torch.optim.SGD(ps, lr=0.1)
+
+    def tloss(p):
+        return (p**2).sum()
+
+    p0 = np.ones(2)
+    with pytest.raises(TypeError, match="`scheduler`"):
+        compare_optimizers(make, sq, tloss, p0, steps=2, scheduler="s")
+    with pytest.raises(UserFunctionError, match=r"`torch_loss`.*got float"):
+        compare_optimizers(make, sq, lambda p: 1.0, p0, steps=2)
+    with pytest.raises(UserFunctionError, match="`jax_loss` is not jit-compatible"):
+        compare_optimizers(make, branchy, tloss, p0, steps=2)
+    with pytest.raises(UserFunctionError, match="`make_torch_optimizer` raised"):
+        compare_optimizers(lambda ps: 1 / 0, sq, tloss, p0, steps=2)
+    with pytest.raises(ValueError, match="`steps`"):
+        compare_optimizers(make, sq, tloss, p0, steps=10**12)
+    with pytest.raises(ValueError, match="`params`"):
+        compare_optimizers(make, sq, tloss, np.ones(0), steps=2)
