@@ -494,7 +494,8 @@ def check_grad(
     mode = check_choice("mode", mode, MODES)
     num_directions = check_int("num_directions", num_directions, minimum=1)
     rtol_in, atol_in = _check_tol("rtol", rtol), _check_tol("atol", atol)
-    dkey = _as_key(key) if mode == "directional" else None
+    # checked in both modes (a wrong key is a mistake even where it is not used)
+    dkey = _as_key(key) if mode == "directional" or key is not None else None
     spec, flat, others, _ = _fd.analyse("x", x, allow_nonfloat=True)
     if mode == "directional" and num_directions * flat.size > MAX_DIRECTION_ELEMENTS:
         raise ValueError(

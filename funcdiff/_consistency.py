@@ -105,6 +105,11 @@ def _as_point(x: Any) -> Any:
     def convert(path: Any, leaf: Any) -> jax.Array:
         try:
             arr = jnp.asarray(leaf)
+        except OverflowError:
+            raise ValueError(
+                f"Expected `x` to hold numbers JAX can hold, got the int {leaf} at "
+                f"{leaf_path_str(path)}, too large for its integers."
+            ) from None
         except (TypeError, ValueError):
             raise TypeError(
                 f"Expected `x` to be an array or a pytree of arrays, got "
@@ -160,6 +165,13 @@ def check_consistency(
     scalar = (
         len(leaves) == 1 and leaves[0].shape == () and jnp.issubdtype(leaves[0].dtype, jnp.floating)
     )
+    float_x = all(jnp.issubdtype(leaf.dtype, jnp.floating) for leaf in jax.tree_util.tree_leaves(x))
+    if grad and not float_x:
+        raise ValueError(
+            "Expected `x` to hold only float arrays with grad=True (jax.grad needs them); pass "
+            "grad=None (or False) to compare values only."
+        )
+    scalar = scalar and float_x
     if grad and not scalar:
         shapes = [(tuple(leaf.shape), str(leaf.dtype)) for leaf in leaves]
         raise ValueError(

@@ -94,6 +94,31 @@ def _leaf_dtype(leaf: Any) -> Any:
     return leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
 
 
+def _as_leaf(name: str, pstr: str, leaf: Any) -> Any:
+    """``leaf`` as an array JAX can hold, or a TypeError/ValueError naming ``name`` and the path."""
+    if isinstance(leaf, jax.Array | np.ndarray | np.generic) and leaf.dtype.kind in "biufc":
+        return leaf
+    if isinstance(leaf, str | bytes) or (
+        isinstance(leaf, np.ndarray) and leaf.dtype.kind in "OSUV"
+    ):
+        raise TypeError(
+            f"Expected `{name}` to hold float arrays, got {type(leaf).__name__} "
+            f"{getattr(leaf, 'dtype', '')} at {pstr}."
+        )
+    try:
+        arr = jnp.asarray(leaf)
+    except OverflowError:
+        raise ValueError(
+            f"Expected `{name}` to hold float arrays, got the int {leaf} at {pstr}, too large "
+            "for JAX's integers; pass a float."
+        ) from None
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"Expected `{name}` to hold float arrays, got {type(leaf).__name__} at {pstr}."
+        ) from None
+    return arr
+
+
 def analyse(
     name: str, x: Any, *, allow_nonfloat: bool
 ) -> tuple[Spec, jax.Array, list[Any], list[str]]:
@@ -125,6 +150,7 @@ def analyse(
             leaves.append(LeafSpec(pstr, tuple(leaf.shape), leaf.dtype, False))
             others.append(leaf)
             continue
+        leaf = _as_leaf(name, pstr, leaf)
         dtype = _leaf_dtype(leaf)
         if jnp.issubdtype(dtype, jnp.complexfloating):
             raise TypeError(

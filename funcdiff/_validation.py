@@ -228,7 +228,7 @@ def check_real(
     """
     if value is None and allow_none:
         return None
-    if isinstance(value, np.ndarray | jax.Array) and value.shape == ():
+    if isinstance(value, np.ndarray | jax.Array) and value.shape == () and not is_prng_key(value):
         value = value.item()
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         what = "a number" + (" or None" if allow_none else "")

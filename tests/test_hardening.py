@@ -348,3 +348,55 @@ def test_compare_optimizers_names_the_users_functions():
         compare_optimizers(make, sq, tloss, p0, steps=10**12)
     with pytest.raises(ValueError, match="`params`"):
         compare_optimizers(make, sq, tloss, np.ones(0), steps=2)
+
+
+# ------------------------------------------------------------------ found by the fuzz
+
+
+@pytest.mark.parametrize(
+    ("x", "err"),
+    [
+        (10**12, ValueError),
+        (object(), TypeError),
+        ((X, "s"), TypeError),
+        (np.array(["a"]), TypeError),
+    ],
+)
+def test_x_leaves_jax_cannot_hold_name_x(x, err):
+    with pytest.raises(err, match="`x`"):
+        check_grad(sq, x)
+    with pytest.raises((TypeError, ValueError), match="`x`"):
+        check_consistency(sq, x)
+
+
+def test_found_by_fuzz_misc():
+    from funcdiff.regression import fit, ols, predict
+
+    # grad=None on a bool x compared values only; jax.grad(bool) escaped before
+    assert check_consistency(lambda x: jnp.sum(x * 1.0), jnp.array([True, False])).ok
+    with pytest.raises(TypeError, match="`rtol`"):
+        check_grad(sq, X, rtol=jax.random.key(0))  # 0-d key: .item() raised NotImplementedError
+    with pytest.raises(TypeError, match="`x`"):
+        ols(jax.random.key(0), jnp.ones(3))  # np.dtype(key) raised
+    with pytest.raises(TypeError, match="`x`"):
+        predict({"coef": 1.0, "intercept": 0.0}, jax.random.key(0))
+    with pytest.raises(ValueError, match="`method`"):
+        fit(jnp.ones(3), jnp.ones(3), epochs=2, method=np.array(["a", "b"]))
+    with pytest.raises(TypeError, match="`key`"):
+        fit(jnp.ones(3), jnp.ones(3), epochs=2, key=jnp.array([jnp.nan, 1.0]))  # was ignored
+    with pytest.raises(TypeError, match="`key`"):
+        check_grad(sq, X, key=f_nan_key)  # checked in full mode too (was ignored)
+
+
+def f_nan_key(x):
+    return x
+
+
+def test_string_arrays_in_conversions_name_tree():
+    _torch()
+    from funcdiff.parity import from_torch, to_torch
+
+    with pytest.raises(TypeError, match=r"`tree`.*<U1 at tree\['a'\]"):
+        to_torch({"a": np.array(["x"])})
+    with pytest.raises(TypeError, match="`tree`"):
+        from_torch(np.array(["x"]))

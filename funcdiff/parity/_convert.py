@@ -40,7 +40,13 @@ def _leaf_to_numpy(path: tuple[Any, ...], leaf: Any, name: str) -> np.ndarray:
                 f"Expected `{name}` leaves to be arrays, got a PRNG key at "
                 f"{name}{jax.tree_util.keystr(path)}; pass jax.random.key_data(key) instead."
             )
-        return np.array(leaf, copy=True, order="C")
+        arr = np.array(leaf, copy=True, order="C")
+        if arr.dtype.kind not in "biufc" and arr.dtype != _BF16:
+            raise TypeError(
+                f"Expected `{name}` leaves to be numeric arrays, got dtype {arr.dtype} at "
+                f"{name}{jax.tree_util.keystr(path)}."
+            )
+        return arr
     if _is_tensor(leaf):
         return _tensor_to_numpy(leaf, f"{name}{jax.tree_util.keystr(path)}")
     raise TypeError(

@@ -27,7 +27,7 @@ from jax import lax
 from jax.sharding import PartitionSpec
 from jax.typing import ArrayLike
 
-from funcdiff._validation import call_user, check_bool
+from funcdiff._validation import call_user, check_bool, check_choice, is_prng_key
 from funcdiff.regression import _data
 from funcdiff.regression._result import DIVERGED, OK, FitLog, FitResult
 
@@ -48,10 +48,13 @@ def _numeric(name: str, a: Any) -> jax.Array:
         if isinstance(a, str | bytes):  # jnp.asarray would read a string as a dtype name
             raise TypeError
         arr = jnp.asarray(a)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise TypeError(
-            f"Expected `{name}` to be an array of numbers, got {type(a).__name__}."
+            f"Expected `{name}` to be an array of numbers JAX can hold, got "
+            f"{type(a).__name__} {_data.short(a)}."
         ) from None
+    if is_prng_key(arr):
+        raise TypeError(f"Expected `{name}` to hold real numbers, got a PRNG key.")
     if arr.dtype == jnp.bool_ or jnp.issubdtype(arr.dtype, jnp.complexfloating):
         raise TypeError(f"Expected `{name}` to hold real numbers, got dtype {arr.dtype}.")
     return arr
@@ -453,8 +456,7 @@ def check_settings(
         )
     if method is None:
         method = "autodiff"
-    if method not in _METHODS:
-        raise ValueError(f"Expected `method` to be one of {_METHODS}, got {method!r}.")
+    method = check_choice("method", method, _METHODS)
     if loss is None:
         loss = mse
     elif not callable(loss):
