@@ -17,10 +17,15 @@ import numpy as np
 __all__ = [
     "UserFunctionError",
     "as_float_array",
+    "as_prng_key",
     "call_user",
+    "check_bool",
     "check_callable",
+    "check_choice",
     "check_int",
+    "check_optional_callable",
     "check_positive_float",
+    "check_real",
     "is_float_dtype",
     "is_prng_key",
     "leaf_path_str",
@@ -161,13 +166,127 @@ def check_callable(name: str, value: Any) -> None:
         raise TypeError(f"Expected `{name}` to be callable, got {type(value).__name__}.")
 
 
-def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
-    """Returns ``value`` as an int, refusing bools, floats and values below ``minimum``."""
+def check_optional_callable(name: str, value: Any) -> None:
+    """Refuses a ``value`` that is neither None nor callable."""
+    if value is not None and not callable(value):
+        raise TypeError(f"Expected `{name}` to be callable or None, got {type(value).__name__}.")
+
+
+def check_int(
+    name: str, value: Any, *, minimum: int = 1, maximum: int | None = None, why: str = ""
+) -> int:
+    """Returns ``value`` as an int, refusing bools, floats and values outside the range.
+
+    ``why`` is appended to the message for a value above ``maximum`` (what the limit protects).
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"Expected `{name}` to be an integer, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"Expected `{name}` to be an integer >= {minimum}, got {value}.")
-    return int(value)
+        raise TypeError(f"Expected `{name}` to be an integer, got {_short(value)}.")
+    v = int(value)
+    if v < minimum:
+        raise ValueError(f"Expected `{name}` to be an integer >= {minimum}, got {v}.")
+    if maximum is not None and v > maximum:
+        raise ValueError(
+            f"Expected `{name}` to be an integer <= {maximum:_}, got {v:_}{why and '; ' + why}."
+        )
+    return v
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Returns ``value`` as a bool, refusing anything but ``True``/``False`` (NumPy's included).
+
+    A string such as ``"no"`` is truthy in Python: taking it as True would do the opposite of
+    what was meant, so it is refused.
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"Expected `{name}` to be True or False, got {_short(value)}.")
+    return bool(value)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """Returns ``value`` when it is one of the strings ``choices``, else raises ValueError.
+
+    Anything else (None, a list, an array, which ``in`` would compare elementwise) is refused
+    with the same ValueError: the value is not one of the choices.
+    """
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"Expected `{name}` to be one of {choices}, got {_short(value)}.")
+    return value
+
+
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    exclusive: bool = False,
+    allow_none: bool = False,
+) -> float | None:
+    """Returns ``value`` as a finite float (or None when ``allow_none``), within the bound.
+
+    Accepts Python and NumPy real scalars (and 0-d arrays); refuses bools, strings, arrays with
+    elements, NaN and inf, and values below ``minimum`` (or equal to it when ``exclusive``).
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, np.ndarray | jax.Array) and value.shape == () and not is_prng_key(value):
+        value = value.item()
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        what = "a number" + (" or None" if allow_none else "")
+        raise TypeError(f"Expected `{name}` to be {what}, got {_short(value)}.")
+    v = float(value)
+    bound = ""
+    if minimum is not None:
+        bound = f" {'>' if exclusive else '>='} {minimum:g}"
+    if not np.isfinite(v) or (
+        minimum is not None and (v < minimum or (exclusive and v == minimum))
+    ):
+        raise ValueError(f"Expected `{name}` to be a finite number{bound}, got {value!r}.")
+    return v
+
+
+_SEED_RANGE = (-(2**63), 2**63 - 1)
+
+
+def as_prng_key(name: str, key: Any, *, default: int | None = 0) -> jax.Array:
+    """A PRNG key from ``key``: a key (typed or raw ``uint32[2]``), an int seed, or None.
+
+    None gives ``jax.random.key(default)`` (refused when ``default`` is None). An int seed must
+    fit in 64 signed bits, as ``jax.random.key`` needs.
+
+    Raises:
+      TypeError: not a key, int or None (bools and floats included); a batch of keys.
+      ValueError: a seed outside the 64-bit range.
+    """
+    if key is None:
+        if default is None:
+            raise TypeError(
+                f"Expected `{name}` to be a PRNG key such as jax.random.key(0), got None."
+            )
+        return jax.random.key(default)
+    if isinstance(key, numbers.Integral) and not isinstance(key, bool | np.bool_):
+        lo, hi = _SEED_RANGE
+        if not lo <= int(key) <= hi:
+            raise ValueError(
+                f"Expected `{name}` as an int seed to fit in 64 signed bits ({lo} to {hi}), "
+                f"got {key}. Use a smaller seed or pass jax.random.key(...)."
+            )
+        return jax.random.key(int(key))
+    if is_prng_key(key):
+        if key.shape != ():
+            raise TypeError(f"Expected `{name}` to be a single PRNG key, got shape {key.shape}.")
+        return key
+    if isinstance(key, jax.Array | np.ndarray) and key.shape == (2,) and key.dtype == np.uint32:
+        return jax.random.wrap_key_data(jnp.asarray(key))
+    raise TypeError(
+        f"Expected `{name}` to be a PRNG key such as jax.random.key(0) or an int seed, got "
+        f"{_short(key)}."
+    )
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to one short line (an array's repr can be huge)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def check_positive_float(name: str, value: Any) -> float:
