@@ -13,6 +13,7 @@ from funcdiff._config import DeviceNotFoundError, resolve_device, scoped, x64_en
 from funcdiff._consistency import ConsistencyResult, check_consistency
 from funcdiff._fd import fd_grad, fd_hvp, fd_jacobian, fd_jvp
 from funcdiff._taylor import TaylorResult, taylor_test
+from funcdiff._validation import UserFunctionError
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ __all__ = [
     "DeviceNotFoundError",
     "GradCheckResult",
     "TaylorResult",
+    "UserFunctionError",
     "__version__",
     "check_consistency",
     "check_grad",

@@ -34,7 +34,16 @@ import numpy as np
 from funcdiff import _fd
 from funcdiff._config import one_shot_jit
 from funcdiff._report import fmt, table
-from funcdiff._validation import check_callable, check_int
+from funcdiff._validation import (
+    UserFunctionError,
+    as_prng_key,
+    call_user,
+    check_callable,
+    check_choice,
+    check_int,
+    check_optional_callable,
+    check_real,
+)
 
 __all__ = ["MODES", "Element", "GradCheckResult", "LeafRow", "check_grad"]
 
@@ -43,6 +52,9 @@ _SAFETY = 4.0
 _FULL_OFFSETS = (1.0, -1.0)
 _ESCALATE_OFFSETS = (1.0, -1.0, 0.5, -0.5, 0.25, -0.25)
 _MAX_LISTED = 20
+MAX_DIRECTION_ELEMENTS = 1 << 28
+"""Largest ``num_directions * x.size`` of a directional check: its directions are one
+(num_directions, size) array (1 GiB in float32)."""
 
 
 def default_rtol(dtype: Any) -> float:
@@ -229,7 +241,7 @@ def _flat_grad(
         return jax.grad(lambda v: _fd.flat_function(fun, spec, others, v.dtype)(v)[0])
 
     def g_flat(v: jax.Array) -> jax.Array:
-        out = grad(_fd.unravel(spec, v, others))
+        out = call_user("grad", grad, _fd.unravel(spec, v, others))
         leaves = jax.tree_util.tree_leaves(out)
         floats = [leaf for leaf in spec.leaves if leaf.is_float]
         if len(leaves) == len(spec.leaves):
@@ -386,28 +398,11 @@ _NO_JVP: dict[tuple[Any, ...], str] = {}
 
 
 def _check_tol(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise TypeError(f"Expected `{name}` to be a number >= 0 or None, got {value!r}.")
-    v = float(value)
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"Expected `{name}` to be a finite number >= 0 or None, got {value!r}.")
-    return v
+    return check_real(name, value, minimum=0.0, allow_none=True)
 
 
 def _as_key(key: Any) -> jax.Array:
-    if key is None:
-        return jax.random.key(0)
-    if isinstance(key, int) and not isinstance(key, bool):
-        return jax.random.key(key)
-    from funcdiff._validation import is_prng_key
-
-    if is_prng_key(key) or (
-        hasattr(key, "shape") and key.shape == (2,) and key.dtype == jnp.uint32
-    ):
-        return key
-    raise TypeError(f"Expected `key` to be a PRNG key such as jax.random.key(0), got {key!r}.")
+    return as_prng_key("key", key)
 
 
 def _locate(spec: _fd.Spec, flat_index: int) -> tuple[str, tuple[int, ...]]:
@@ -482,9 +477,11 @@ def check_grad(
 
     Raises:
       TypeError: ``x`` has no float leaf (the message names the leaf and its dtype); ``fun``
-        or ``grad`` not callable; bad ``key``.
-      ValueError: unknown ``mode``, ``num_directions < 1``, negative ``rtol``/``atol``, a
-        non-scalar output (use :func:`funcdiff.fd_jacobian`).
+        or ``grad`` not callable; bad ``key``; ``rtol``/``atol`` not a number.
+      ValueError: unknown ``mode``, ``num_directions < 1`` (or too many for memory),
+        negative or NaN ``rtol``/``atol``, ``x`` with no element, an int seed beyond 64 bits,
+        a non-scalar output (use :func:`funcdiff.fd_jacobian`).
+      UserFunctionError: ``fun`` or ``grad`` raised, or is not jit-compatible.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -493,14 +490,20 @@ def check_grad(
       True
     """
     check_callable("fun", fun)
-    if grad is not None and not callable(grad):
-        raise TypeError(f"Expected `grad` to be callable or None, got {type(grad).__name__}.")
-    if mode not in MODES:
-        raise ValueError(f"Expected `mode` to be one of {MODES}, got {mode!r}.")
+    check_optional_callable("grad", grad)
+    mode = check_choice("mode", mode, MODES)
     num_directions = check_int("num_directions", num_directions, minimum=1)
     rtol_in, atol_in = _check_tol("rtol", rtol), _check_tol("atol", atol)
-    dkey = _as_key(key) if mode == "directional" else None
+    # checked in both modes (a wrong key is a mistake even where it is not used)
+    dkey = _as_key(key) if mode == "directional" or key is not None else None
     spec, flat, others, _ = _fd.analyse("x", x, allow_nonfloat=True)
+    if mode == "directional" and num_directions * flat.size > MAX_DIRECTION_ELEMENTS:
+        raise ValueError(
+            f"Expected `num_directions` * x.size <= {MAX_DIRECTION_ELEMENTS:_}, got "
+            f"{num_directions:_} directions of {flat.size:_} elements: the directions alone "
+            "would not fit in memory. Use fewer directions (8 find a wrong gradient with "
+            "near certainty) or mode='full'."
+        )
     skipped = tuple(f"{leaf.path} ({leaf.dtype})" for leaf in spec.leaves if not leaf.is_float)
     _fd.check_outputs(fun, spec, scalar=True, caller="check_grad")
     autodiff = "jax.grad(fun)" if grad is None else f"grad={getattr(grad, '__name__', 'grad')}"
@@ -706,8 +709,9 @@ def _directional(
     except Exception as e:  # forward mode is optional (custom_vjp): note it, check the rest
         if jvp_note:
             raise
-        first = (str(e).splitlines() or [""])[0]
-        jvp_note = f"JVP not checked: forward mode failed ({type(e).__name__}: {first})"
+        cause = e.original if isinstance(e, UserFunctionError) and e.original else e
+        first = (str(cause).splitlines() or [""])[0]
+        jvp_note = f"JVP not checked: forward mode failed ({type(cause).__name__}: {first})"
         _NO_JVP[cache_key] = jvp_note
         res = _directional_core(fun, grad, spec, False, flat, others, dirs)
     res = jax.device_get(res)

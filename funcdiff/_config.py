@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import jax
+import numpy as np
 
 __all__ = [
     "ONE_SHOT_COMPILER_OPTIONS",
@@ -36,6 +37,7 @@ __all__ = [
 
 MatmulPrecision = Literal["default", "high", "highest", "bfloat16", "tensorfloat32", "float32"]
 _PLATFORMS = ("cpu", "gpu", "tpu")
+_PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
 
 
 class DeviceNotFoundError(RuntimeError):
@@ -89,8 +91,25 @@ def scoped(
       device: a platform name or a ``jax.Device`` to use as the default device.
 
     Raises:
-      ValueError, DeviceNotFoundError: as :func:`resolve_device`.
+      TypeError: ``x64`` not a bool or None (a string such as ``"no"`` is truthy: refused);
+        ``device`` not a string, ``jax.Device`` or None.
+      ValueError: unknown ``matmul_precision``; and as :func:`resolve_device`.
+      DeviceNotFoundError: as :func:`resolve_device`.
     """
+    if x64 is not None and not isinstance(x64, bool | np.bool_):
+        raise TypeError(f"Expected `x64` to be True, False or None, got {x64!r}.")
+    if matmul_precision is not None and (
+        not isinstance(matmul_precision, str) or matmul_precision not in _PRECISIONS
+    ):
+        raise ValueError(
+            f"Expected `matmul_precision` to be one of {_PRECISIONS} or None, got "
+            f"{matmul_precision!r}."
+        )
+    if device is not None and not isinstance(device, str | jax.Device):
+        raise TypeError(
+            f"Expected `device` to be a platform name ('cpu', 'gpu', 'tpu'), a jax.Device or "
+            f"None, got {type(device).__name__}."
+        )
     with contextlib.ExitStack() as stack:
         if x64 is not None:
             stack.enter_context(jax.enable_x64(bool(x64)))

@@ -35,7 +35,10 @@ import numpy as np
 
 from funcdiff._config import one_shot_jit
 from funcdiff._validation import (
+    call_user,
+    check_bool,
     check_callable,
+    check_choice,
     check_positive_float,
     is_float_dtype,
     is_prng_key,
@@ -91,6 +94,31 @@ def _leaf_dtype(leaf: Any) -> Any:
     return leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
 
 
+def _as_leaf(name: str, pstr: str, leaf: Any) -> Any:
+    """``leaf`` as an array JAX can hold, or a TypeError/ValueError naming ``name`` and the path."""
+    if isinstance(leaf, jax.Array | np.ndarray | np.generic) and leaf.dtype.kind in "biufc":
+        return leaf
+    if isinstance(leaf, str | bytes) or (
+        isinstance(leaf, np.ndarray) and leaf.dtype.kind in "OSUV"
+    ):
+        raise TypeError(
+            f"Expected `{name}` to hold float arrays, got {type(leaf).__name__} "
+            f"{getattr(leaf, 'dtype', '')} at {pstr}."
+        )
+    try:
+        arr = jnp.asarray(leaf)
+    except OverflowError:
+        raise ValueError(
+            f"Expected `{name}` to hold float arrays, got the int {leaf} at {pstr}, too large "
+            "for JAX's integers; pass a float."
+        ) from None
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"Expected `{name}` to hold float arrays, got {type(leaf).__name__} at {pstr}."
+        ) from None
+    return arr
+
+
 def analyse(
     name: str, x: Any, *, allow_nonfloat: bool
 ) -> tuple[Spec, jax.Array, list[Any], list[str]]:
@@ -122,6 +150,7 @@ def analyse(
             leaves.append(LeafSpec(pstr, tuple(leaf.shape), leaf.dtype, False))
             others.append(leaf)
             continue
+        leaf = _as_leaf(name, pstr, leaf)
         dtype = _leaf_dtype(leaf)
         if jnp.issubdtype(dtype, jnp.complexfloating):
             raise TypeError(
@@ -149,6 +178,12 @@ def analyse(
         raise TypeError(
             f"Expected `{name}` to hold at least one float array, got dtype {first.dtype} at "
             f"{first.path}; pass floats (e.g. `x.astype(float)`)."
+        )
+    if not any(f.size for f in floats):
+        shapes = ", ".join(f"{leaf.path}: {leaf.shape}" for leaf in leaves if leaf.is_float)
+        raise ValueError(
+            f"Expected `{name}` to hold at least one float element, got only empty arrays "
+            f"({shapes}); there is nothing to differentiate."
         )
     if upcast:
         warnings.warn(
@@ -192,7 +227,7 @@ def output_struct(fun: Callable[..., Any], spec: Spec) -> Any:
     args = jax.tree_util.tree_unflatten(
         spec.treedef, [jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for leaf in spec.leaves]
     )
-    return jax.eval_shape(fun, args)
+    return jax.eval_shape(lambda a: call_user("fun", fun, a), args)
 
 
 def check_outputs(fun: Callable[..., Any], spec: Spec, *, scalar: bool, caller: str) -> Any:
@@ -326,7 +361,7 @@ def flat_function(
     """``fun`` as a map from the flat float vector to the flat output vector."""
 
     def f_flat(v: jax.Array) -> jax.Array:
-        return flat_output(fun(unravel(spec, v, others)), dtype)
+        return flat_output(call_user("fun", fun, unravel(spec, v, others)), dtype)
 
     return f_flat
 
@@ -379,9 +414,7 @@ def _fd_core(
 
 
 def check_scheme(scheme: Any) -> str:
-    if scheme not in SCHEMES:
-        raise ValueError(f"Expected `scheme` to be one of {SCHEMES}, got {scheme!r}.")
-    return str(scheme)
+    return check_choice("scheme", scheme, SCHEMES)
 
 
 def check_step(step: Any) -> float | None:
@@ -422,7 +455,57 @@ def run_core(
     )
     if not np.all(np.isfinite(np.asarray(res["f0"]))):
         raise ValueError("Expected `fun(x)` to be finite, got NaN or inf.")
+    _check_finite_result(spec, res, directional, step)
     return res
+
+
+def locate(spec: Spec, flat_index: int) -> str:
+    """``path[index]`` of element ``flat_index`` of the flat float vector."""
+    pos = 0
+    for leaf in spec.float_leaves:
+        size = math.prod(leaf.shape)
+        if flat_index < pos + size:
+            idx = np.unravel_index(flat_index - pos, leaf.shape) if leaf.shape else ()
+            return f"{leaf.path}{[int(i) for i in idx]}"
+        pos += size
+    return f"<element {flat_index}>"  # pragma: no cover
+
+
+def _check_finite_result(
+    spec: Spec, res: dict[str, jax.Array], directional: bool, step: float | None
+) -> None:
+    """Refuses a NaN/inf derivative (fun is not finite at some x ± h): never return NaN."""
+    bad = ~np.isfinite(np.asarray(res["value"])).all(axis=1)
+    if "error" in res:
+        bad |= ~np.isfinite(np.asarray(res["error"])).all(axis=1)
+    if not bad.any():
+        return
+    row = int(np.flatnonzero(bad)[0])
+    where = "along `v`" if directional else f"at {locate(spec, row)}"
+    h = float(np.asarray(res["step"])[row])
+    fix = "a smaller `step`" if step is not None else "a finite `step`"
+    raise ValueError(
+        f"Expected `fun` to be finite near `x`, got NaN or inf in its finite differences "
+        f"{where} (step {h:.3g}): fun is not finite at some x ± step. Pass {fix}, or move `x` "
+        "away from the edge of fun's domain."
+    )
+
+
+def _check_step_resolves(flat: jax.Array, step: float | None) -> None:
+    """Refuses a user ``step`` so small that ``x + step == x`` (the difference would be 0)."""
+    if step is None:
+        return
+    xs = np.asarray(flat)
+    with np.errstate(over="ignore"):
+        h = np.asarray(step, dtype=xs.dtype)
+        lost = (xs + h == xs) | ~np.isfinite(xs + h)
+    if lost.any():
+        i = int(np.flatnonzero(lost)[0])
+        raise ValueError(
+            f"Expected `step` to change `x` in {xs.dtype}, got step={step:g}: x + step "
+            f"{'== x' if np.isfinite(xs[i] + h) else 'overflows'} at element {i} "
+            f"(x = {xs[i]:g}). Pass step=None for a dtype-aware step."
+        )
 
 
 def _prepare(
@@ -433,6 +516,7 @@ def _prepare(
     step = check_step(step)
     spec, flat, others, _ = analyse("x", x, allow_nonfloat=False)
     _check_finite_point("x", flat)
+    _check_step_resolves(flat, step)
     return spec, flat, others, scheme, step
 
 
@@ -467,9 +551,12 @@ def fd_grad(
       The gradient, shaped like ``x``; or ``(gradient, error)`` when ``return_error``.
 
     Raises:
-      TypeError: ``x`` holds a non-float leaf (the message names it), or ``fun`` is not callable.
-      ValueError: unknown ``scheme``, ``step <= 0``, a non-scalar output (use
-        :func:`fd_jacobian`), or NaN/inf at ``x`` or in ``fun(x)``.
+      TypeError: ``x`` holds a non-float leaf (the message names it), ``fun`` is not callable,
+        ``scheme`` is not a string, ``return_error`` not a bool.
+      ValueError: unknown ``scheme``, ``step <= 0`` or too small to change ``x``, ``x`` with no
+        element, a non-scalar output (use :func:`fd_jacobian`), NaN/inf at ``x``, in
+        ``fun(x)`` or at a perturbed point (a NaN derivative is never returned).
+      UserFunctionError: ``fun`` raised, or is not jit-compatible (a ``ValueError``).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -478,6 +565,7 @@ def fd_grad(
       >>> print(jnp.round(g, 4))
       [1.3619 0.1919]
     """
+    return_error = check_bool("return_error", return_error)
     spec, flat, others, scheme, step = _prepare(fun, x, scheme, step)
     check_outputs(fun, spec, scalar=True, caller="fd_grad")
     res = run_core(fun, spec, flat, others, scheme=scheme, step=step, want_error=return_error)
@@ -534,6 +622,7 @@ def fd_jacobian(
       [[1. 0.]
        [0. 1.]]
     """
+    return_error = check_bool("return_error", return_error)
     spec, flat, others, scheme, step = _prepare(fun, x, scheme, step)
     struct = check_outputs(fun, spec, scalar=False, caller="fd_jacobian")
     res = run_core(fun, spec, flat, others, scheme=scheme, step=step, want_error=return_error)
@@ -590,6 +679,7 @@ def fd_jvp(
       >>> print(jnp.round(fd_jvp(jnp.sin, jnp.zeros(2), jnp.array([1.0, 2.0])), 4))
       [1. 2.]
     """
+    return_error = check_bool("return_error", return_error)
     spec, flat, others, scheme, step = _prepare(fun, x, scheme, step)
     vflat = _direction(spec, v, "v")
     struct = check_outputs(fun, spec, scalar=False, caller="fd_jvp")
@@ -662,6 +752,9 @@ def fd_hvp(
       [6.0, 0.0]
     """
     check_callable("fun", fun)
+    check_scheme(scheme)
+    check_step(step)
+    check_bool("return_error", return_error)
     spec, _, _, _ = analyse("x", x, allow_nonfloat=False)
     check_outputs(fun, spec, scalar=True, caller="fd_hvp")
     return fd_jvp(grad_of(fun), x, v, scheme=scheme, step=step, return_error=return_error)

@@ -20,14 +20,18 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
 from funcdiff import _fd
 from funcdiff._config import one_shot_jit
 from funcdiff._report import table
-from funcdiff._validation import check_callable, check_int
+from funcdiff._validation import (
+    check_callable,
+    check_int,
+    check_optional_callable,
+    check_real,
+)
 
 __all__ = ["TaylorResult", "taylor_test"]
 
@@ -68,6 +72,23 @@ class TaylorResult:
         out = table(["h", "remainder", "used"], rows, title=title, digits=4)
         return out + (f"\n{self.message}" if self.message else "")
 
+    def assert_ok(self) -> None:
+        """Raises ``AssertionError`` with the table when the test failed."""
+        if not self.ok:
+            raise AssertionError("\n" + str(self))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN stays a float NaN)."""
+        return {
+            "ok": self.ok,
+            "order": self.order,
+            "steps": list(self.steps),
+            "remainders": list(self.remainders),
+            "usable": list(self.usable),
+            "min_order": self.min_order,
+            "message": self.message,
+        }
+
 
 @one_shot_jit(quick_run=True, static_argnames=("fun", "grad", "spec"))
 def _taylor_core(
@@ -89,6 +110,20 @@ def _taylor_core(
     return jnp.abs(fs - f0 - hs * slope), f0
 
 
+def _direction(spec: _fd.Spec, flat: jax.Array, v: Any) -> jax.Array:
+    """``v`` as a flat vector: real floats shaped like the float leaves of ``x``, finite."""
+    vspec, vflat, _, _ = _fd.analyse("v", v, allow_nonfloat=False)
+    want = [leaf.shape for leaf in spec.float_leaves]
+    got = [leaf.shape for leaf in vspec.float_leaves]
+    if got != want:
+        raise ValueError(
+            f"Expected `v` shaped like the float leaves of `x` {want}, got shapes {got}."
+        )
+    if not np.all(np.isfinite(np.asarray(vflat))):
+        raise ValueError("Expected `v` to be finite, got NaN or inf in it.")
+    return vflat.astype(flat.dtype)
+
+
 def taylor_test(
     fun: Callable[..., Any],
     x: Any,
@@ -107,14 +142,18 @@ def taylor_test(
       grad: the gradient to test; ``None`` uses ``jax.grad(fun)``.
       v: the direction (structure of ``x``); ``None`` draws a normal one from ``key``.
       key: PRNG key or int seed for ``v``; ``None`` means ``jax.random.key(0)``.
-      num_steps: steps on the ladder ``h_k = h_0 2^{-k}``, >= 3.
-      min_order: the fitted order needed to pass.
+      num_steps: steps on the ladder ``h_k = h_0 2^{-k}``, 3 to 64 (below ``h_0 2^{-64}``
+        every remainder is round-off).
+      min_order: the fitted order needed to pass: a finite number > 0.
 
     Returns:
       A :class:`TaylorResult`.
 
     Raises:
-      TypeError, ValueError: as :func:`funcdiff.check_grad` for bad ``x``, ``v`` or settings.
+      TypeError, ValueError: as :func:`funcdiff.check_grad` for bad ``x``, ``v`` or settings;
+        ``v`` complex, non-finite, zero, or not shaped like the float leaves of ``x``;
+        ``min_order`` not a finite number > 0.
+      UserFunctionError: ``fun`` or ``grad`` raised, or is not jit-compatible.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -125,15 +164,16 @@ def taylor_test(
     from funcdiff._check import _as_key
 
     check_callable("fun", fun)
-    num_steps = check_int("num_steps", num_steps, minimum=3)
+    check_optional_callable("grad", grad)
+    num_steps = check_int("num_steps", num_steps, minimum=3, maximum=64)
+    order_min = check_real("min_order", min_order, minimum=0.0, exclusive=True)
+    assert order_min is not None
+    min_order = order_min
     spec, flat, others, _ = _fd.analyse("x", x, allow_nonfloat=True)
+    vflat = _direction(spec, flat, v) if v is not None else None
     _fd.check_outputs(fun, spec, scalar=True, caller="taylor_test")
-    if v is None:
+    if vflat is None:
         vflat = jax.random.normal(_as_key(key), flat.shape, dtype=flat.dtype)
-    else:
-        vflat = jnp.asarray(jax.flatten_util.ravel_pytree(v)[0], dtype=flat.dtype)
-        if vflat.shape != flat.shape:
-            raise ValueError(f"Expected `v` with {flat.shape[0]} elements, got {vflat.shape[0]}.")
     vnorm = float(jnp.max(jnp.abs(vflat)))
     if vnorm == 0:
         raise ValueError("Expected a nonzero direction `v`, got zeros.")

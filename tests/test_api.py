@@ -20,6 +20,7 @@ CONTRACT = {
         "fd_hvp",
         "check_grad",
         "GradCheckResult",
+        "UserFunctionError",
     },
     "funcdiff.seed": {"f", "g", "composite", "manual_grad", "regression_data"},
     "funcdiff.regression": {"fit", "ols", "bootstrap", "confidence_interval", "FitResult"},

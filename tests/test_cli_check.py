@@ -40,6 +40,15 @@ def user_module(tmp_path, monkeypatch):
             def boom(x):
                 raise RuntimeError("kaboom")
 
+            def value_error(x):
+                raise ValueError("no")
+
+            def python_if(x):
+                return jnp.sum(x) if x[0] > 0 else -jnp.sum(x)
+
+            def returns_str(x):
+                return "loss"
+
             NOT_CALLABLE = 3
             """
         )
@@ -93,8 +102,11 @@ def test_wrong_gradient_exit_1_names_element(user_module, capsys):
         (["check", "funcdiff.seed:nope", "--at", "[1]"], "no attribute"),
         (["check", "funcdiff.seed:POINT", "--at", "[1]"], "not callable"),
         (["check", "funcdiff.seed:composite", "--at", "[1,"], "not valid JSON"),
-        (["check", "funcdiff.seed:composite", "--at", '["a", 1]'], "expected a number"),
-        (["check", "funcdiff.seed:composite", "--at", "[1, 2, 3]"], "shape"),
+        (["check", "funcdiff.seed:composite", "--at", '["a", 1]'], "expected numbers"),
+        (["check", "funcdiff.seed:composite", "--at", "[]"], "expected at least one number"),
+        (["check", "funcdiff.seed:composite", "--at", "[true, false]"], "got true"),
+        (["check", "funcdiff.seed:composite", "--at", "[NaN, 1]"], "finite"),
+        (["check", "funcdiff.seed:composite", "--at", "[1e39, 1]"], "pass --x64"),
         (["check", "funcdiff.seed:f", "--at", "[1, 2]"], "fd_jacobian"),
         (["check", "funcdiff.seed:composite", "--at", "@/no/such/file.json"], "cannot read"),
     ],
@@ -119,7 +131,27 @@ def test_argparse_errors_exit_2(capsys):
 def test_user_function_raising_exit_1(user_module, capsys):
     code = main(["check", f"{user_module}:boom", "--at", "[1.0]"])
     assert code == 1
-    assert "kaboom" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"`{user_module}:boom` raised RuntimeError: kaboom" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        # the user's function refuses the point: its failure, not a usage error
+        (["funcdiff.seed:composite", "--at", "[1, 2, 3]"], "raised ValueError: Expected `x`"),
+        (["MOD:value_error", "--at", "[1.0, 2.0]"], "`MOD:value_error` raised ValueError: no"),
+        (["MOD:python_if", "--at", "[1.0, 2.0]"], "not jit-compatible"),
+        (["MOD:returns_str", "--at", "[1.0, 2.0]"], "to return arrays"),
+        (["MOD:right", "--at", "[1.0]", "--grad", "MOD:boom"], "`MOD:boom` raised"),
+    ],
+)
+def test_a_failing_user_function_exits_1_with_one_line(user_module, capsys, argv, needle):
+    argv = [a.replace("MOD", user_module) for a in argv]
+    needle = needle.replace("MOD", user_module)
+    assert main(["check", *argv]) == 1
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_example_runs(monkeypatch, capsys):

@@ -6,10 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from funcdiff import seed  # noqa: E402
+from funcdiff import UserFunctionError, seed  # noqa: E402
 from funcdiff.parity import DEFAULT_TOLERANCES, ParityResult, compare  # noqa: E402
 from funcdiff.parity._compare import compare_arrays  # noqa: E402
 
@@ -275,7 +277,7 @@ def test_nothing_leaks_when_a_twin_raises():
     def boom(x):
         raise RuntimeError("twin exploded")
 
-    with pytest.raises(RuntimeError, match="twin exploded"):
+    with pytest.raises(UserFunctionError, match="`torch_fn` raised RuntimeError: twin exploded"):
         compare(jnp.sin, boom, _rng(np.float64, 2))
     assert not jax.config.jax_enable_x64 and torch.get_default_dtype() == torch.float32
 
@@ -337,3 +339,257 @@ def test_docs_python_examples_run(monkeypatch):
     for block in blocks:
         block = block.replace('pattern="linalg/*"', 'pattern="*"')
         exec(compile(block, "docs/parity.md", "exec"), namespace)
+
+
+# ---- the user's functions fail as theirs, not as funcdiff's ---------------------------------
+
+
+@pytest.mark.parametrize("which", ["jax_fn", "torch_fn"])
+def test_a_non_callable_function_is_named(which):
+    fns = {"jax_fn": jnp.sin, "torch_fn": torch.sin, which: "sin"}
+    with pytest.raises(TypeError, match=f"^Expected `{which}` to be callable, got str"):
+        compare(fns["jax_fn"], fns["torch_fn"], _rng(np.float32, 3))
+
+
+@pytest.mark.parametrize(
+    ("twin", "what"),
+    [
+        (lambda x: torch.sin(x).detach().numpy(), "a NumPy float32 array at out"),
+        (lambda x: float(torch.sin(x).sum()), "a Python float at out"),
+        (lambda x: (torch.sin(x), np.float32(1.0)), "a NumPy float32 array at out[1]"),
+    ],
+)
+def test_a_torch_twin_returning_numpy_or_a_float_is_refused(twin, what):
+    with pytest.raises(UserFunctionError, match="cut off from autograd") as e:
+        compare(lambda x: jnp.sin(x), twin, _rng(np.float32, 3))
+    assert e.value.argument == "torch_fn" and what in str(e.value)
+    # integers carry no derivative: allowed, compared by value
+    res = compare(lambda x: (jnp.sin(x), 3), lambda x: (torch.sin(x), 3), _rng(np.float32, 3))
+    assert res.ok, res
+
+
+@pytest.mark.parametrize("which", ["jax_fn", "torch_fn"])
+def test_a_raising_function_is_reported_as_the_users(which):
+    def boom(x):
+        raise KeyError("w")
+
+    fns = {"jax_fn": jnp.sin, "torch_fn": torch.sin, which: boom}
+    with pytest.raises(UserFunctionError, match=f"`{which}` raised KeyError: 'w'") as e:
+        compare(fns["jax_fn"], fns["torch_fn"], _rng(np.float32, 3))
+    assert e.value.argument == which and isinstance(e.value.__cause__, KeyError)
+
+
+def test_jax_tracer_errors_are_explained_and_python_if_runs_eagerly():
+    def numpy_inside(x):
+        return jnp.sum(np.asarray(x) * x)  # NumPy on a traced value: no transform can run it
+
+    with pytest.raises(UserFunctionError, match="`jax_fn` is not jit-compatible") as e:
+        compare(numpy_inside, lambda x: torch.sum(x * x), _rng(np.float32, 3))
+    assert "https://" in str(e.value)  # JAX's hint is kept
+    with pytest.raises(UserFunctionError, match=r"`jax_fn` to return arrays.*got str at out"):
+        compare(lambda x: "loss", lambda x: x.sum(), _rng(np.float32, 3))
+
+    def branchy(x):  # Python `if` on a value: cannot be jitted, runs eagerly and is compared
+        return jnp.sum(x**2) if jnp.sum(x) > -100 else jnp.sum(x)
+
+    res = compare(branchy, lambda x: torch.sum(x**2), _rng(np.float64, 3))
+    assert res.ok and {r.quantity for r in res.rows} == {"value", "grad", "jvp", "hvp"}
+
+
+@pytest.mark.parametrize("bad", [np.array([1e-3]), True, "1e-3"])
+def test_a_tolerance_that_is_not_a_number_is_a_type_error(bad):
+    with pytest.raises(TypeError, match="`rtol`"):
+        compare(jnp.sin, torch.sin, _rng(np.float32, 2), rtol=bad)
+
+
+# ---- HVP where PyTorch has no second derivative ---------------------------------------------
+
+
+def _hard_sigmoid_sum(like_torch):
+    from funcdiff.parity import hard_sigmoid_like_torch
+
+    op = hard_sigmoid_like_torch if like_torch else jax.nn.hard_sigmoid
+    return lambda x: jnp.sum(op(x))
+
+
+@pytest.mark.parametrize("dtype", DT)
+def test_hvp_falls_back_when_torch_has_no_double_backward_hardsigmoid(dtype):
+    x = np.linspace(-2.5, 2.5, 6).astype(dtype)  # inside (-3, 3): the Hessian is 0
+    # float64: the like-torch variant has torch's float32 slope (a registered divergence)
+    res = compare(_hard_sigmoid_sum(dtype == np.float64), lambda x: F.hardsigmoid(x).sum(), x)
+    res.assert_ok()
+    assert any("hardsigmoid_backward" in n and "central differences" in n for n in res.notes)
+    hvp = [r for r in res.rows if r.quantity == "hvp"]
+    assert len(hvp) == 1 and hvp[0].torch_value == 0.0
+    # a planted curvature bug (1e-3 x^2) is caught in the HVP row, not hidden by the bound
+    planted = lambda x: _hard_sigmoid_sum(dtype == np.float64)(x) + 1e-3 * jnp.sum(x**2)
+    bad = compare(planted, lambda x: F.hardsigmoid(x).sum(), x)
+    assert any(r.quantity == "hvp" for r in bad.failures), bad
+
+
+def test_hvp_falls_back_for_cdist_and_its_error_bound_is_tight():
+    rng = np.random.default_rng(7)  # not compare's default tangent stream (seed 0)
+    a, b = rng.standard_normal((5, 3)), rng.standard_normal((4, 3))
+
+    def jax_cdist(a, b):
+        return jnp.sum(jnp.sqrt(jnp.sum((a[:, None] - b[None]) ** 2, axis=-1)))
+
+    res = compare(jax_cdist, lambda a, b: torch.cdist(a, b).sum(), a, b)
+    res.assert_ok()
+    hvp = [r for r in res.rows if r.quantity == "hvp"]
+    assert len(hvp) == 2 and all(1e-12 < r.atol < 1e-7 for r in hvp)  # widened, by little
+    assert any("_cdist_backward" in n for n in res.notes)
+    assert any("JVP skipped" in n for n in res.notes)  # no forward mode either: said, not hidden
+    # torch's finite-difference HVP against its exact one (double backward of the formula)
+    from funcdiff.parity import _measure as M
+
+    prep = M.prepare((a, b), None)
+    cots = [np.ones(())]
+    with M.torch_precision(torch, float64=True):
+        fd = M.measure_torch(lambda a, b: torch.cdist(a, b).sum(), prep, cots, True)
+        t_exact = lambda a, b: torch.sqrt(((a[:, None] - b[None]) ** 2).sum(-1)).sum()
+        exact = M.measure_torch(t_exact, prep, cots, True)
+    assert 0 < fd.hvp_atol < 1e-7 and exact.hvp_atol == 0
+    for (_, h_fd), (_, h) in zip(fd.hvp, exact.hvp, strict=True):
+        assert np.abs(h).max() > 0.1
+        np.testing.assert_allclose(h_fd, h, rtol=0, atol=fd.hvp_atol)
+
+
+# ---- structured tangents and cotangents -----------------------------------------------------
+
+SPD = np.array([[4.0, 2.0, 0.4], [2.0, 5.0, 1.0], [0.4, 1.0, 3.0]])
+
+
+def _sym(a):
+    return ((a + a.T) / 2,)
+
+
+def test_cholesky_agrees_on_symmetric_tangents_and_differs_off_them():
+    on = compare(jnp.linalg.cholesky, torch.linalg.cholesky, SPD, tangent=_sym)
+    on.assert_ok()
+    assert "JVP/HVP along the given `tangent`" in on.notes
+    off = compare(jnp.linalg.cholesky, torch.linalg.cholesky, SPD)  # random, non-symmetric
+    assert [r.quantity for r in off.failures] == ["jvp"], off
+    upper = np.triu(np.ones((3, 3)), 1)
+    explicit = compare(jnp.linalg.cholesky, torch.linalg.cholesky, SPD, tangent=(upper,))
+    assert [r.quantity for r in explicit.failures] == ["jvp"]
+    sym = compare(jnp.linalg.cholesky, torch.linalg.cholesky, SPD, tangent=(upper + upper.T,))
+    sym.assert_ok()
+
+
+def test_the_cotangent_is_used_for_the_vjp_rows():
+    x = _rng(np.float64, 4)
+    jax_fn = lambda x: (jnp.sin(x), 2 * jax.lax.stop_gradient(x))  # wrong only in out[1]
+    torch_fn = lambda x: (torch.sin(x), 2 * x)
+    assert "vjp" in {r.quantity for r in compare(jax_fn, torch_fn, x).failures}
+    only_first = lambda draw: (draw[0], np.zeros(4))
+    res = compare(jax_fn, torch_fn, x, cotangent=only_first)
+    assert {r.quantity for r in res.failures} == {"jvp"}  # the VJP no longer sees out[1]
+    res = compare(jax_fn, torch_fn, x, cotangent=(np.ones(4), np.zeros(4)))
+    assert {r.quantity for r in res.failures} == {"jvp"}
+    scalar = compare(lambda x: jnp.sum(x**2), lambda x: (x**2).sum(), x, cotangent=np.array(3.0))
+    scalar.assert_ok()
+    assert [r.quantity for r in scalar.rows] == ["value", "vjp", "jvp"]
+    vjp = next(r for r in scalar.rows if r.quantity == "vjp")
+    assert vjp.jax_value == pytest.approx(6 * x[vjp.worst_index])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "needle"),
+    [
+        ({"tangent": SPD}, TypeError, "one entry per positional argument"),
+        ({"tangent": (SPD, SPD)}, TypeError, "length 2"),
+        ({"tangent": (np.ones(3),)}, ValueError, r"`tangent` at tangent\[0\]"),
+        ({"tangent": (np.full((3, 3), np.nan),)}, ValueError, "finite `tangent`"),
+        ({"tangent": (np.full((3, 3), "a"),)}, TypeError, "real arrays"),
+        ({"tangent": lambda a: a}, TypeError, "callable `tangent` must return one"),
+        ({"tangent": lambda a: a.missing}, UserFunctionError, "`tangent` raised AttributeError"),
+        ({"cotangent": (np.ones((3, 3)),)}, TypeError, "structure of the function's output"),
+        ({"cotangent": np.ones(3)}, ValueError, "`cotangent` at cotangent"),
+    ],
+)
+def test_bad_directions_are_refused_by_name(kwargs, error, needle):
+    with pytest.raises(error, match=needle):
+        compare(jnp.linalg.cholesky, torch.linalg.cholesky, SPD, **kwargs)
+
+
+# ---- the boundary, fuzzed: a clear error or a result, never another exception ---------------
+
+NOT_CALLABLE = st.one_of(st.none(), st.integers(), st.text(max_size=3), st.just(np.ones(2)))
+BAD_LEAF = st.one_of(  # (None is an empty subtree in JAX, not a leaf: allowed)
+    st.text(max_size=3),
+    st.floats(),
+    st.just(object()),
+    st.just(np.ones(2, complex)),
+    st.just(np.array(["a"])),
+)
+BAD_TOL = st.one_of(
+    st.floats(max_value=-1e-300),
+    st.just(float("nan")),
+    st.just(float("inf")),
+    st.just(np.ones(2)),
+    st.text(max_size=2),
+    st.booleans(),
+)
+BAD_KEY = st.one_of(st.floats(), st.text(max_size=2), st.just(np.ones(2)), st.just([1, 2]))
+BAD_TANGENT = st.one_of(
+    st.just(np.ones(3)),  # not a tuple
+    st.just((np.ones(2),)),  # wrong shape
+    st.just((np.ones(3), np.ones(3))),  # wrong length
+    st.just((np.full(3, np.nan),)),
+    st.just(({"a": np.ones(3)},)),  # wrong structure
+    st.just(lambda x: 1 / 0),  # a raising callable
+)
+
+
+@settings(max_examples=40, derandomize=True, deadline=None)
+@given(
+    which=st.sampled_from(["jax_fn", "torch_fn", "leaf", "rtol", "atol", "key", "tangent"]),
+    data=st.data(),
+)
+def test_bad_arguments_are_typed_errors_naming_them(which, data):
+    kwargs, jfn, tfn, x = {}, jnp.sin, torch.sin, np.linspace(-1, 1, 3).astype(np.float32)
+    args = (x,)
+    if which == "jax_fn":
+        jfn = data.draw(NOT_CALLABLE)
+    elif which == "torch_fn":
+        tfn = data.draw(NOT_CALLABLE)
+    elif which == "leaf":
+        args = ({"x": x, "bad": data.draw(BAD_LEAF)},)
+        jfn, tfn = (lambda p: jnp.sin(p["x"])), (lambda p: torch.sin(p["x"]))
+    elif which in ("rtol", "atol"):
+        kwargs[which] = data.draw(BAD_TOL)
+    elif which == "key":
+        kwargs["key"] = data.draw(BAD_KEY)
+    else:
+        kwargs["tangent"] = data.draw(BAD_TANGENT)
+    name = {"leaf": "args"}.get(which, which)
+    with pytest.raises((TypeError, ValueError)) as e:
+        compare(jfn, tfn, *args, **kwargs)
+    assert f"`{name}`" in str(e.value), str(e.value)
+
+
+def test_bfloat16_and_negative_seeds_work():
+    x = np.linspace(-1, 1, 4).astype(jnp.bfloat16)  # was "bfloat16 not inexact" (ValueError)
+    res = compare(lambda x: jnp.sum(jnp.tanh(x)), lambda x: torch.tanh(x).sum(), x)
+    res.assert_ok()
+    assert res.dtype == "bfloat16" and res.rows[0].tolerance == DEFAULT_TOLERANCES["bfloat16"]
+    run = lambda key: [
+        r.jax_value for r in compare(jnp.sin, torch.sin, _rng(np.float32, 4), key=key).rows
+    ]
+    assert run(-1) == run(-1) != run(1)  # like jax.random.key(-1): allowed, its own stream
+
+
+def test_tangent_and_cotangent_with_integer_leaves():
+    x, n = np.linspace(-1, 1, 3), np.arange(3)
+    jax_fn = lambda x, n: (jnp.sin(x) * n, jnp.argmax(x))
+    torch_fn = lambda x, n: (torch.sin(x) * n, torch.argmax(x))
+    res = compare(jax_fn, torch_fn, x, n, tangent=(np.ones(3), None))  # None: an int leaf
+    res.assert_ok()
+    both = compare(
+        jax_fn, torch_fn, x, n, tangent=lambda x, n: (x, n), cotangent=lambda d: (2 * d[0], d[1])
+    )
+    both.assert_ok()
+    assert [r.quantity for r in both.rows] == ["value", "value", "vjp", "jvp"]
+    with pytest.raises(TypeError, match=r"float leaf tangent\[0\], got None"):
+        compare(jax_fn, torch_fn, x, n, tangent=(None, None))

@@ -45,7 +45,7 @@ def test_registry_shape():
     for d in REG:
         assert isinstance(d, Divergence)
         assert d.op and d.point and d.source, d.name
-        assert d.quantity in ("value", "grad")
+        assert d.quantity in ("value", "grad", "jvp")
         assert len(d.jax_value) == len(d.torch_value) >= 1
         assert d.cases or d.note, d.name  # either shows up in the catalog or says why not
         with pytest.raises(dataclasses.FrozenInstanceError):
@@ -118,6 +118,12 @@ AWAY = [
     ),
     ("fmax", lambda x: jnp.fmax(x, x[::-1]), lambda x: parity.fmax_like_torch(x, x[::-1])),
     ("hard_sigmoid", jax.nn.hard_sigmoid, parity.hard_sigmoid_like_torch),
+    ("digamma", jax.scipy.special.digamma, parity.digamma_like_torch),
+    (
+        "polygamma",
+        lambda x: jax.scipy.special.polygamma(2, x),
+        lambda x: parity.polygamma_like_torch(2, x),
+    ),
 ]
 
 
@@ -164,11 +170,136 @@ def test_variants_vmap_and_jvp():
         np.testing.assert_array_equal(g, [0.0, 0.0])  # integer exponent accepted
 
 
-def test_variant_bad_arguments():
-    with pytest.raises(ValueError, match="`ord`"):
-        norm_like_torch(jnp.ones(3), ord=3)
-    with pytest.raises(ValueError, match="`approximate`"):
-        parity.gelu_like_torch(jnp.ones(3), approximate="fast")
+X23 = jnp.ones((2, 3))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "needle"),
+    [
+        (lambda: norm_like_torch(jnp.ones(3), ord=3), ValueError, "`ord`"),
+        (lambda: norm_like_torch(X23, ord=np.array([1, 2])), ValueError, "`ord`"),
+        (lambda: norm_like_torch(X23, axis=5), ValueError, r"`axis` in \[-2, 2\)"),
+        (lambda: parity.gelu_like_torch(X23, approximate="fast"), ValueError, "`approximate`"),
+        (lambda: parity.max_like_torch(X23, axis=5), ValueError, r"`axis` in \[-2, 2\).*got 5"),
+        (lambda: parity.max_like_torch(X23, axis=-3), ValueError, "`axis`"),
+        (lambda: parity.min_like_torch(X23, axis=1.0), TypeError, "`axis` to be an integer"),
+        (lambda: parity.max_like_torch(X23, axis=None), TypeError, "`axis`"),
+        (lambda: parity.max_like_torch(jnp.ones((0, 3)), 0), ValueError, "non-empty `x`"),
+        (lambda: parity.var_like_torch(X23, axis=(0, 5)), ValueError, "`axis`"),
+        (lambda: parity.var_like_torch(X23, axis=(1, 1)), ValueError, "distinct axes"),
+        (lambda: parity.std_like_torch(jnp.ones(3), correction=5), ValueError, "`correction`"),
+        (lambda: parity.var_like_torch(X23, correction=-1), ValueError, "`correction`"),
+        (lambda: parity.median_like_torch(jnp.ones(0)), ValueError, "non-empty `x`"),
+        (lambda: parity.softplus_like_torch(X23, beta=0), ValueError, "`beta`"),
+        (lambda: parity.softplus_like_torch(X23, threshold=np.nan), ValueError, "`threshold`"),
+        (lambda: parity.softplus_like_torch(X23, beta=np.ones(2)), TypeError, "`beta`"),
+        (lambda: parity.hardtanh_like_torch(X23, 1.0, -1.0), ValueError, "`min_val` <="),
+        (lambda: parity.leaky_relu_like_torch(X23, "a"), TypeError, "`negative_slope`"),
+        (lambda: parity.clip_like_torch(X23, "a", 1.0), TypeError, "`min`"),
+        (lambda: parity.abs_like_torch("a"), TypeError, "`x` to be a real array"),
+        (lambda: parity.abs_like_torch(jnp.ones(2, complex)), TypeError, "complex"),
+        (lambda: parity.pow_like_torch(X23, "a"), TypeError, "`y`"),
+        (lambda: parity.atan2_like_torch(jnp.ones(2), jnp.ones(3)), ValueError, "broadcast"),
+        (lambda: parity.fmax_like_torch(jnp.ones(2), jnp.ones(3)), ValueError, "broadcast"),
+        (lambda: parity.xlogy_like_torch(jnp.ones(2), jnp.ones(3)), ValueError, "broadcast"),
+        (lambda: parity.polygamma_like_torch(-1, 1.0), ValueError, "`n`"),
+        (lambda: parity.polygamma_like_torch(1.0, 1.0), TypeError, "`n`"),
+        (lambda: parity.digamma_like_torch(None), TypeError, "`x`"),
+    ],
+)
+def test_variant_bad_arguments(call, error, needle):
+    with pytest.raises(error, match=needle):
+        call()
+
+
+def test_variants_keep_torchs_edge_behaviour():
+    assert float(parity.max_like_torch(jnp.float32(2.0), axis=0)) == 2.0  # torch.max(0-d, 0)
+    var = parity.var_like_torch(jnp.array([1.0, 2.0, 4.0]), correction=1.5)
+    assert float(var) == pytest.approx(14 / 3 / 1.5)  # torch.var(..., correction=1.5): 3.1111
+    g = jax.jit(jax.grad(lambda x: parity.max_like_torch(x, 1).sum()))(jnp.array([[1.0, 1.0]]))
+    np.testing.assert_array_equal(g, [[1.0, 0.0]])
+
+
+# ---- digamma / polygamma for negative x, against an exact identity and mpmath -------------
+
+
+def _polygamma_reference(n, x):
+    """psi_n(x) = psi_n(x + k) - (-1)^n n! sum_{j<k} (x + j)^-(n+1), with x + k >= 1 (the
+    exact recurrence; scipy is accurate for positive arguments), and mpmath when installed."""
+    import math
+
+    import scipy.special
+
+    k = int(np.ceil(1 - x))
+    tail = sum((x + j) ** -(n + 1) for j in range(k))
+    by_recurrence = scipy.special.polygamma(n, x + k) - (-1) ** n * math.factorial(n) * tail
+    try:
+        import mpmath
+    except ImportError:
+        return by_recurrence
+    exact = float(mpmath.polygamma(n, x))
+    assert by_recurrence == pytest.approx(exact, rel=1e-10)
+    return exact
+
+
+PG_POINTS = [-0.3, -2.5, -7.5, -8.5, -9.3, -12.25, -20.5, -33.7]
+
+
+def test_polygamma_like_torch_is_right_for_negative_x_and_jax_is_not():
+    xs = np.array(PG_POINTS)
+
+    @jax.jit  # one compile for everything below
+    def everything(xs):
+        orders = (1, 2, 5)
+        return {
+            "mine": [parity.polygamma_like_torch(n, xs) for n in orders],
+            "plain": [jax.scipy.special.polygamma(n, xs) for n in orders],
+            "grad": jax.vmap(jax.grad(parity.digamma_like_torch))(xs),
+            "second": jax.grad(jax.grad(parity.digamma_like_torch))(xs[3]),
+            "positive": parity.polygamma_like_torch(3, -xs[:3]),
+            "jax_positive": jax.scipy.special.polygamma(3, -xs[:3]),
+            "poles": (
+                parity.polygamma_like_torch(1, jnp.array([0.0, -3.0])),
+                parity.polygamma_like_torch(2, jnp.array([-3.0])),
+            ),
+        }
+
+    with scoped(x64=True):
+        got = jax.tree.map(np.asarray, everything(xs))
+    for i, n in enumerate((1, 2, 5)):
+        ref = np.array([_polygamma_reference(n, x) for x in xs])
+        np.testing.assert_allclose(got["mine"][i], ref, rtol=1e-11, err_msg=f"n={n}")
+        assert np.max(np.abs(got["plain"][i] - ref) / np.abs(ref)) > 0.1  # jax#37635 still there
+    ref1 = np.array([_polygamma_reference(1, x) for x in xs])
+    np.testing.assert_allclose(got["grad"], ref1, rtol=1e-11)  # digamma's derivative
+    assert float(got["second"]) == pytest.approx(_polygamma_reference(2, -8.5), rel=1e-11)
+    np.testing.assert_allclose(got["positive"], got["jax_positive"])  # x > 0: JAX's own
+    assert np.all(np.isposinf(got["poles"][0])) and np.all(np.isnan(got["poles"][1]))
+
+
+def test_polygamma_against_torch_with_compare():
+    pytest.importorskip("torch")
+    import torch
+
+    # off the half-integers, where torch's even orders lose digits (3e-5 at n = 6, x = -29.5)
+    xs = np.array([-0.3, -2.7, -7.3, -8.6, -9.3, -12.2, -20.4, -33.7])
+    res = parity.compare(
+        lambda x: parity.polygamma_like_torch(5, x), lambda x: torch.special.polygamma(5, x), xs
+    )
+    res.assert_ok()
+    plain = parity.compare(
+        lambda x: jax.scipy.special.polygamma(5, x), lambda x: torch.special.polygamma(5, x), xs
+    )
+    assert {r.quantity for r in plain.failures} == {"value", "vjp", "jvp"}
+
+
+def test_a_jvp_entry_stops_holding_on_the_symmetric_subspace():
+    pytest.importorskip("torch")
+    d = get_divergence("cholesky-nonsymmetric-tangent")
+    m = d.measure()
+    assert d.holds(m)
+    sym = dataclasses.replace(d, tangent=np.array([[0.0, 1.0], [1.0, 0.0]]))
+    assert not sym.holds()  # both frameworks agree there: not a divergence
 
 
 # ---- docs --------------------------------------------------------------------------------
@@ -183,6 +314,17 @@ def test_docs_table_is_the_registry():
         "docs/divergences.md is out of date; regenerate the table with "
         "funcdiff.parity._divergences.registry_markdown()"
     )
+
+
+def test_docs_python_examples_run():
+    import re
+
+    pytest.importorskip("torch")
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    assert len(blocks) >= 3
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/divergences.md", "exec"), namespace)
 
 
 def test_registry_table_renders():

@@ -3,21 +3,45 @@
 Each subcommand lives in its own module with ``register(subparsers)`` and ``run(args) -> int``.
 Nothing in the library imports this package.
 
-Exit codes: 0 success, 1 a failed check (or a missing device), 2 a usage error. User mistakes
-print one line on stderr, never a traceback.
+Error policy: a mistake or a failure prints exactly one line on stderr,
+``funcdiff COMMAND: error: MESSAGE``, never a traceback (and no warning of the failed run); a
+failed check still prints its report (table or ``--json``) on stdout first. The exit code says
+whose it was:
+
+* 0: success (``check``: the gradient is right; ``parity``: every case agrees or diverges as
+  registered; ``regress``: the fit converged).
+* 1: the function or the check failed: ``check`` found a wrong gradient, or the user's
+  function (or ``--grad``) raised, is not jit-compatible or returned something that is not a
+  scalar array at the point (``funcdiff.UserFunctionError``); ``parity`` has a failing or
+  raising case or no golden file; ``regress`` diverged; the ``--device`` asked for is not on
+  this machine; or an unexpected error (a funcdiff bug, an exhausted resource; set
+  ``FUNCDIFF_TRACEBACK=1`` to see its traceback).
+* 2: the command line is wrong: an unknown subcommand, flag or choice, a malformed value
+  (``--at`` that is not JSON numbers, empty, boolean, not finite or too large for the dtype;
+  a seed outside 64 bits; a negative tolerance; ``--n``/``--epochs`` beyond 2**31 - 1,
+  ``--num-directions`` beyond 100000, ``--bootstrap`` beyond 10**6), a module that cannot
+  be imported or a name that is not a function, a function ``check`` cannot check (not
+  scalar-valued), a file that cannot be read or holds unusable data (``regress --csv``:
+  missing column, non-number, NaN/inf, a value beyond float32 without ``--x64``), an
+  unwritable ``--out``, a ``--case`` that matches nothing. argparse's own errors exit 2
+  through ``SystemExit``; everything else is returned by :func:`main`.
+* 130: interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from funcdiff._cli import bench, check, demo, parity, port, regress
-from funcdiff._cli._common import CLIError, Parser, fail
+from funcdiff._cli._common import EXIT_FAILED, EXIT_INTERRUPTED, CLIError, Parser, fail
 
 __all__ = ["main"]
 
 _COMMANDS = (demo, check, parity, port, regress, bench)
+TRACEBACK_ENV = "FUNCDIFF_TRACEBACK"
 
 
 def build_parser() -> Parser:
@@ -35,16 +59,52 @@ def build_parser() -> Parser:
     return parser
 
 
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured in tests)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the CLI; returns the exit code (0 ok, 1 failed check, 2 usage error)."""
+    """Runs the CLI; returns the exit code (0 ok, 1 the function or check failed, 2 the
+    command line is wrong; see the module docstring). argparse's errors raise
+    ``SystemExit(2)`` after their one line."""
+    from funcdiff._validation import UserFunctionError
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except CLIError as e:
-        return fail(args.command, str(e), e.code)
-    except KeyboardInterrupt:
-        return fail(args.command, "interrupted", 130)
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            code = int(args.func(args))
+        except CLIError as e:
+            code = fail(args.command, str(e), e.code)
+        except UserFunctionError as e:
+            code = fail(args.command, str(e), EXIT_FAILED)
+        except KeyboardInterrupt:
+            code = fail(args.command, "interrupted", EXIT_INTERRUPTED)
+        except BrokenPipeError:  # `funcdiff ... | head`: the reader left; nothing to say
+            _silence_stdout()
+            code = EXIT_FAILED
+        except Exception as e:
+            if os.environ.get(TRACEBACK_ENV):
+                raise
+            code = fail(
+                args.command,
+                f"unexpected {type(e).__name__}: {_first_line(e)} "
+                f"(set {TRACEBACK_ENV}=1 to see the traceback)",
+                EXIT_FAILED,
+            )
+    if code == 0:  # a failed run says one line; a good one shows its warnings
+        for w in caught:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,21 +5,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 __all__ = [
     "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
     "EXIT_USAGE",
+    "INT32_MAX",
+    "SEED_MAX",
+    "SEED_MIN",
     "CLIError",
     "Parser",
+    "bounded_int",
     "emit_json",
     "fail",
+    "nonnegative_float",
     "positive_float",
     "positive_int",
+    "seed_int",
 ]
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+EXIT_FAILED = 1  # the function or the check failed (or the run could not be done here)
+EXIT_USAGE = 2  # the command line is wrong
+EXIT_INTERRUPTED = 130  # Ctrl-C
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # what jax.random.key accepts
 
 
 class CLIError(Exception):
@@ -64,6 +74,46 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
     if not (value > 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+INT32_MAX = 2**31 - 1  # lax.scan lengths and array sizes JAX indexes with int32
+
+
+def bounded_int(maximum: int, why: str) -> Callable[[str], int]:
+    """argparse type: an integer in [1, ``maximum``] (``why`` explains the bound)."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"expected at most {maximum} ({why}), got {value}")
+        return value
+
+    parse.__name__ = "bounded_int"
+    return parse
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a PRNG seed, an integer that fits in 64 bits (signed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not SEED_MIN <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(
+            f"expected a seed in [-2**63, 2**63 - 1] (64 bits), got {text}"
+        )
     return value
 
 

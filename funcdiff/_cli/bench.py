@@ -59,14 +59,16 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from funcdiff import DeviceNotFoundError
     from funcdiff._bench import check_cases, run_bench, split_cpu_into_cores
+    from funcdiff._bench._runner import prepare_out
 
+    try:  # the command line first: nothing runs (and JAX does not start) when it is wrong
+        check_cases(args.case)
+        if args.out is not None:
+            prepare_out(args.out)
+    except (ValueError, OSError) as e:
+        raise CLIError(str(e)) from None
     if args.device in (None, "cpu"):
         split_cpu_into_cores()  # before JAX starts: the regression case's mesh row needs it
-
-    try:
-        check_cases(args.case)
-    except ValueError as e:
-        raise CLIError(str(e)) from None
     out = args.out
     if out is None:
         from funcdiff._config import resolve_device

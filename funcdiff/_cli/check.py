@@ -1,12 +1,16 @@
 """``funcdiff check MODULE:FUNCTION --at JSON``: check a user's gradient from the shell.
 
-Exit codes: 0 the gradient is right, 1 it is wrong (or the function fails at the point),
-2 a usage error (bad spec, import failure, bad JSON, bad input). Errors are one line.
+Exit codes: 0 the gradient is right; 1 it is wrong, or the function (or ``--grad``) fails at
+the point: it raises, is not jit-compatible, or returns something that is not an array;
+2 the command line is wrong: a bad spec, a module that cannot be imported, ``--at`` that is not
+JSON numbers (empty, booleans, NaN/inf, too large for the dtype), a seed outside 64 bits, a
+negative tolerance, a function that is not scalar-valued. Errors are one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -20,9 +24,14 @@ from funcdiff._cli._common import (
     EXIT_FAILED,
     EXIT_USAGE,
     CLIError,
+    bounded_int,
     emit_json,
-    positive_int,
+    fail,
+    nonnegative_float,
+    seed_int,
 )
+
+MAX_DIRECTIONS = 100_000
 
 
 def register(sub: Any) -> None:
@@ -50,10 +59,16 @@ def register(sub: Any) -> None:
         default=None,
         help="a gradient to check instead of jax.grad (e.g. funcdiff.seed:manual_grad)",
     )
-    p.add_argument("--num-directions", type=positive_int, default=8, metavar="N")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed for the directions")
-    p.add_argument("--rtol", type=float, default=None)
-    p.add_argument("--atol", type=float, default=None)
+    p.add_argument(
+        "--num-directions",
+        type=bounded_int(MAX_DIRECTIONS, "each direction is one JVP and one VJP"),
+        default=8,
+        metavar="N",
+        help=f"directional mode: random directions (default 8, at most {MAX_DIRECTIONS})",
+    )
+    p.add_argument("--seed", type=seed_int, default=0, help="PRNG seed for the directions")
+    p.add_argument("--rtol", type=nonnegative_float, default=None)
+    p.add_argument("--atol", type=nonnegative_float, default=None)
     p.add_argument("--x64", action="store_true", help="run in float64")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -79,68 +94,116 @@ def load_callable(spec: str, what: str = "MODULE:FUNCTION") -> Callable[..., Any
     return obj
 
 
+def _check_numbers(v: Any, where: str) -> None:
+    """Every leaf of a JSON list is a number (not a bool, null or string)."""
+    if isinstance(v, list):
+        for x in v:
+            _check_numbers(x, where)
+    elif isinstance(v, bool) or v is None or isinstance(v, str | dict):
+        raise CLIError(f"--at{where}: expected numbers, got {json.dumps(v)}")
+
+
 def parse_point(text: str, dtype: Any) -> Any:
-    """JSON -> a pytree of float arrays (numbers become ``dtype``; objects become dicts)."""
+    """JSON -> a pytree of float arrays (numbers become ``dtype``; objects become dicts).
+
+    Refused (a usage error): invalid JSON, anything but numbers, an empty point or leaf,
+    ragged lists, NaN/inf (``NaN``, ``Infinity``, ``1e400``) and values beyond ``dtype``'s
+    range (``1e39`` in float32: pass ``--x64``).
+    """
     if text.startswith("@"):
         try:
             with open(text[1:], encoding="utf-8") as fh:
                 text = fh.read()
-        except OSError as e:
-            raise CLIError(f"cannot read --at file {text[1:]!r}: {e.strerror}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            why = getattr(e, "strerror", None) or type(e).__name__
+            raise CLIError(f"cannot read --at file {text[1:]!r}: {why}") from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
         raise CLIError(f"--at is not valid JSON ({e.msg} at column {e.colno}): {text!r}") from None
+    except RecursionError:
+        raise CLIError("--at is nested too deeply") from None
+    limit = float(np.finfo(dtype).max)
 
     def convert(v: Any, where: str) -> Any:
         if isinstance(v, dict):
+            if not v:
+                raise CLIError(f"--at{where}: expected at least one number, got {{}}")
             return {k: convert(x, f"{where}[{k!r}]") for k, x in v.items()}
         if isinstance(v, list) and any(isinstance(x, dict) for x in v):
             return [convert(x, f"{where}[{i}]") for i, x in enumerate(v)]
-        if isinstance(v, bool) or v is None or isinstance(v, str):
-            raise CLIError(f"--at{where}: expected numbers, got {json.dumps(v)}")
+        _check_numbers(v, where)
         try:
-            arr = np.asarray(v, dtype=dtype)
+            arr = np.asarray(v, dtype=np.float64)
+        except OverflowError:
+            raise CLIError(
+                f"--at{where}: expected finite numbers, got an integer beyond float64"
+            ) from None
         except (ValueError, TypeError):
             raise CLIError(
                 f"--at{where}: expected a number or a rectangular list of numbers"
             ) from None
-        return arr
+        if arr.size == 0:
+            raise CLIError(f"--at{where}: expected at least one number, got {json.dumps(v)}")
+        if not np.all(np.isfinite(arr)):
+            raise CLIError(
+                f"--at{where}: expected finite numbers, got NaN or inf (a literal NaN/Infinity, "
+                "or a number beyond float64 such as 1e400)"
+            )
+        big = float(np.max(np.abs(arr)))
+        if big > limit:
+            raise CLIError(
+                f"--at{where}: {big:g} does not fit in {np.dtype(dtype).name} (largest "
+                f"{limit:.4g}); pass --x64"
+            )
+        return arr.astype(dtype)
 
     return convert(value, "")
 
 
+def _user(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` whose failures are reported as the user's function failing (exit 1)."""
+    from funcdiff._validation import call_user
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return call_user(name, fn, *args, **kwargs)
+
+    return call
+
+
 def run(args: argparse.Namespace) -> int:
+    import jax
     import jax.numpy as jnp
 
     from funcdiff import check_grad, scoped
+    from funcdiff._validation import UserFunctionError
 
     fun = load_callable(args.target)
     grad = None if args.grad is None else load_callable(args.grad, "--grad MODULE:FUNCTION")
     with scoped(x64=bool(args.x64)):
         point = parse_point(args.at, np.float64 if args.x64 else np.float32)
+        x = jax.tree_util.tree_map(jnp.asarray, point)
         try:
-            import jax
-
-            x = jax.tree_util.tree_map(jnp.asarray, point)
             result = check_grad(
-                fun,
+                _user(args.target, fun),
                 x,
-                grad=grad,
+                grad=None if grad is None else _user(args.grad, grad),
                 mode=args.mode,
                 num_directions=args.num_directions,
                 key=args.seed,
                 rtol=args.rtol,
                 atol=args.atol,
             )
-        except (TypeError, ValueError) as e:
+        except UserFunctionError as e:  # the user's function failed at the point
+            raise CLIError(str(e), code=EXIT_FAILED) from None
+        except (TypeError, ValueError) as e:  # funcdiff refused the point or the function
             raise CLIError(str(e), code=EXIT_USAGE) from None
-        except Exception as e:  # the user's function failed at the point
-            raise CLIError(
-                f"{args.target} failed at the point: {type(e).__name__}: {e}", code=EXIT_FAILED
-            ) from None
     if args.json:
         emit_json({"function": args.target, **result.to_dict()})
     else:
         print(result)
-    return 0 if result.ok else EXIT_FAILED
+    if result.ok:
+        return 0
+    why = " ".join(result.message.split()) or "autodiff and finite differences disagree"
+    return fail("check", f"the gradient of {args.target} is wrong: {why}", EXIT_FAILED)

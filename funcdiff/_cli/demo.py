@@ -5,7 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from funcdiff._cli._common import EXIT_FAILED, CLIError, emit_json, positive_float, positive_int
+from funcdiff._cli._common import (
+    EXIT_FAILED,
+    INT32_MAX,
+    CLIError,
+    bounded_int,
+    emit_json,
+    fail,
+    positive_float,
+    seed_int,
+)
+
+_ROWS = bounded_int(INT32_MAX, "rows are indexed with int32")
+_EPOCHS = bounded_int(INT32_MAX, "the epoch loop counts in int32")
 
 
 def register(sub: Any) -> None:
@@ -15,9 +27,11 @@ def register(sub: Any) -> None:
         description="Reproduce every number of the PyTorch autodiff tutorial with JAX.",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed for data and init (default 0)")
-    p.add_argument("--n", type=positive_int, default=100, help="regression points (default 100)")
-    p.add_argument("--epochs", type=positive_int, default=500, help="SGD epochs (default 500)")
+    p.add_argument(
+        "--seed", type=seed_int, default=0, help="PRNG seed for data and init (default 0)"
+    )
+    p.add_argument("--n", type=_ROWS, default=100, help="regression points (default 100)")
+    p.add_argument("--epochs", type=_EPOCHS, default=500, help="SGD epochs (default 500)")
     p.add_argument("--lr", type=positive_float, default=0.1, help="SGD learning rate (default 0.1)")
     p.add_argument(
         "--device",
@@ -50,4 +64,6 @@ def run(args: argparse.Namespace) -> int:
         emit_json(result.to_dict())
     else:
         print(result)
-    return 0 if result.ok else EXIT_FAILED
+    if result.ok:
+        return 0
+    return fail("demo", "the tutorial's numbers did not come out (see the report)", EXIT_FAILED)

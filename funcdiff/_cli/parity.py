@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from funcdiff._cli._common import EXIT_FAILED, CLIError, emit_json
+from funcdiff._cli._common import EXIT_FAILED, CLIError, emit_json, fail
 
 
 def register(sub: Any) -> None:
@@ -113,4 +113,12 @@ def run(args: argparse.Namespace) -> int:
         print(report)
         if args.regenerate:
             print(f"\nwrote {len(report.outcomes)} golden entries to {path}")
-    return 0 if report.ok else EXIT_FAILED
+    if report.ok:
+        return 0
+    failed, raised = report.count("failed"), report.count("error")
+    total = len(report.outcomes)
+    return fail(
+        "parity",
+        f"{failed} of {total} case runs disagree with PyTorch and {raised} raised (see the report)",
+        EXIT_FAILED,
+    )

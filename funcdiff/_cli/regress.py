@@ -2,8 +2,9 @@
 
 A thin shell over :mod:`funcdiff.regression`: read and check the data, ``fit`` (in chunks with
 a progress bar when asked), ``ols`` beside it, optionally ``bootstrap``, then a table, JSON or
-a plot. User mistakes (a missing column, an unreadable file, a bad number) are one line on
-stderr and exit 2; a diverged fit prints its status and exits 1.
+a plot. User mistakes (a missing column, an unreadable file, a value that is not a number, NaN
+or inf, or beyond float32 without ``--x64``) are one line on stderr and exit 2; a diverged fit
+prints its status and exits 1.
 """
 
 from __future__ import annotations
@@ -17,7 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from funcdiff._cli._common import EXIT_FAILED, CLIError, emit_json, positive_float, positive_int
+from funcdiff._cli._common import (
+    EXIT_FAILED,
+    INT32_MAX,
+    SEED_MAX,
+    SEED_MIN,
+    CLIError,
+    bounded_int,
+    emit_json,
+    fail,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 
 _OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 _PROGRESS_WORK = 20_000_000  # epochs * rows above which --progress auto shows a bar
@@ -39,11 +52,11 @@ def register(sub: Any) -> None:
     data.add_argument("--y", metavar="COL", help="target column of the CSV")
     data.add_argument(
         "--n",
-        type=positive_int,
+        type=bounded_int(INT32_MAX, "rows are indexed with int32"),
         default=None,
         help="generate the tutorial's data with N points (default 100)",
     )
-    data.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    data.add_argument("--seed", type=seed_int, default=0, help="PRNG seed (default 0)")
     opt = p.add_argument_group("training")
     opt.add_argument(
         "--optimizer",
@@ -52,7 +65,12 @@ def register(sub: Any) -> None:
         help="optax optimizer (default sgd; momentum is sgd with momentum 0.9)",
     )
     opt.add_argument("--lr", type=positive_float, default=0.1, help="learning rate (default 0.1)")
-    opt.add_argument("--epochs", type=positive_int, default=500, help="epochs (default 500)")
+    opt.add_argument(
+        "--epochs",
+        type=bounded_int(INT32_MAX, "the epoch loop counts in int32"),
+        default=500,
+        help="epochs (default 500)",
+    )
     opt.add_argument(
         "--batch-size", type=positive_int, default=None, help="minibatch size (default: full batch)"
     )
@@ -70,7 +88,7 @@ def register(sub: Any) -> None:
     )
     opt.add_argument(
         "--bootstrap",
-        type=positive_int,
+        type=bounded_int(1_000_000, "each resample is a fit held in memory"),
         default=None,
         metavar="N",
         help="also fit N bootstrap resamples and report intervals",
@@ -102,8 +120,22 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)  # fmt: skip
 
 
-def read_csv(path: str, x_cols: list[str], y_col: str) -> tuple[np.ndarray, np.ndarray]:
-    """Reads the named columns as float64; every mistake is a one-line CLIError."""
+def _key(seed: int, offset: int = 0) -> Any:
+    """``jax.random.key(seed + offset)``, the sum wrapped into the 64-bit seed range."""
+    import jax
+
+    span = SEED_MAX - SEED_MIN + 1
+    return jax.random.key((seed + offset - SEED_MIN) % span + SEED_MIN)
+
+
+def read_csv(
+    path: str, x_cols: list[str], y_col: str, *, limit: float = float("inf")
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reads the named columns as float64; every mistake is a one-line CLIError.
+
+    Refused: a missing column, a cell that is not a number, NaN or inf, and a value whose
+    magnitude is above ``limit`` (float32's largest without ``--x64``).
+    """
     try:
         with Path(path).open(newline="") as fh:
             reader = csv.reader(fh)
@@ -123,12 +155,24 @@ def read_csv(path: str, x_cols: list[str], y_col: str) -> tuple[np.ndarray, np.n
                 if not row or all(not cell.strip() for cell in row):
                     continue
                 try:
-                    rows.append([float(row[i]) for i in idx])
+                    values = [float(row[i]) for i in idx]
                 except (ValueError, IndexError):
                     raise CLIError(
                         f"--csv {path}, line {line_no}: expected numbers in columns "
                         f"{', '.join([*x_cols, y_col])}, got {row!r}"
                     ) from None
+                for col, v in zip([*x_cols, y_col], values, strict=True):
+                    if not np.isfinite(v):
+                        raise CLIError(
+                            f"--csv {path}, line {line_no}: expected a finite number in column "
+                            f"{col!r}, got {v}; drop or impute that row"
+                        )
+                    if abs(v) > limit:
+                        raise CLIError(
+                            f"--csv {path}, line {line_no}: {v:g} in column {col!r} does not "
+                            f"fit in float32 (largest {limit:.4g}); pass --x64 or rescale it"
+                        )
+                rows.append(values)
     except OSError as e:
         raise CLIError(f"--csv {path}: cannot read the file ({e.strerror or e})") from None
     except UnicodeDecodeError:
@@ -171,15 +215,15 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
         x_cols = [c.strip() for c in args.x.split(",") if c.strip()]
         if not x_cols:
             raise CLIError(f"--x: expected column names separated by commas, got {args.x!r}")
-        x, y = read_csv(args.csv, x_cols, args.y.strip())
+        limit = float("inf") if args.x64 else float(np.finfo(np.float32).max)
+        x, y = read_csv(args.csv, x_cols, args.y.strip(), limit=limit)
         return x, y, x_cols
     if args.x or args.y:
         raise CLIError("--x and --y name columns of --csv FILE; pass --csv too")
-    import jax
 
     from funcdiff import seed
 
-    x, y = seed.regression_data(jax.random.key(args.seed), args.n or 100)
+    x, y = seed.regression_data(_key(args.seed), args.n or 100)
     return x, y, ["x"]
 
 
@@ -202,9 +246,7 @@ def _fit(args: argparse.Namespace, x: Any, y: Any, optimizer: Any) -> Any:
         "method": args.method,
     }
     if args.batch_size is not None:
-        import jax
-
-        kwargs.update(batch_size=args.batch_size, key=jax.random.key(args.seed + 1))
+        kwargs.update(batch_size=args.batch_size, key=_key(args.seed, 1))
     if not _progress_wanted(args, len(y)):
         return fit(x, y, throw=False, **kwargs)
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -266,7 +308,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.bootstrap is not None:
         kw: dict[str, Any] = {"optimizer": optimizer, "epochs": args.epochs, "throw": False}
         kw.update(log_every=args.log_every, method=args.method, batch_size=args.batch_size)
-        boot = bootstrap(jax.random.key(args.seed + 2), x, y, args.bootstrap, **kw)
+        boot = bootstrap(_key(args.seed, 2), x, y, args.bootstrap, **kw)
     names = ["intercept", *(f"coef[{c}]" for c in x_cols)]
 
     def flat(params: dict[str, Any]) -> list[float]:
@@ -286,7 +328,9 @@ def _run(args: argparse.Namespace) -> int:
         emit_json(_json(args, n, x_cols, result, fitted, closed, boot, se, ci))
     else:
         print(_text(args, n, result, names, fitted, closed, boot, se, ci, table))
-    return 0 if result.ok else EXIT_FAILED
+    if result.ok:
+        return 0
+    return fail("regress", f"the fit {result.message}", EXIT_FAILED)
 
 
 def _json(

@@ -55,6 +55,10 @@ from funcdiff.parity._optim import (
     compare_optimizers,
     optax_like,
 )
+from funcdiff.parity._polygamma import (
+    digamma_like_torch,
+    polygamma_like_torch,
+)
 from funcdiff.parity._suite import (
     CaseOutcome,
     CatalogReport,
@@ -113,6 +117,7 @@ __all__ = [
     "compare_model",
     "compare_optimizers",
     "compare_training",
+    "digamma_like_torch",
     "divergences",
     "export_torch_weights",
     "fmax_like_torch",
@@ -129,6 +134,7 @@ __all__ = [
     "min_like_torch",
     "norm_like_torch",
     "optax_like",
+    "polygamma_like_torch",
     "pow_like_torch",
     "regenerate_golden",
     "require_torch",

@@ -107,8 +107,14 @@ def get_case(name: str) -> Case:
     """The catalog case called ``name``.
 
     Raises:
+      TypeError: ``name`` is not a string.
       KeyError: no such case; the message suggests names containing ``name``'s last part.
     """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"Expected `name` to be a catalog case name such as 'elementwise/log1p', got "
+            f"{type(name).__name__}."
+        )
     for c in catalog():
         if c.name == name:
             return c

@@ -9,15 +9,25 @@ the index where the error is furthest beyond its allowance, with both values the
 from __future__ import annotations
 
 import dataclasses
+import functools
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from funcdiff._config import scoped
 from funcdiff._report import table
-from funcdiff._validation import check_positive_float, is_float_dtype
+from funcdiff._validation import (
+    UserFunctionError,
+    check_callable,
+    check_positive_float,
+    is_float_dtype,
+    user_function,
+)
 from funcdiff.parity import _measure as M
+from funcdiff.parity._directions import resolve_cotangent, resolve_tangent
 from funcdiff.parity._torch import require_torch
 
 __all__ = ["DEFAULT_TOLERANCES", "ParityResult", "ParityRow", "compare", "compare_measurements"]
@@ -211,9 +221,15 @@ def compare_arrays(
     atol: float | None,
     *,
     check_dtype: bool = True,
+    extra_atol: float = 0.0,
 ) -> ParityRow:
-    """Compares JAX's ``a`` with PyTorch's ``b`` (see the module docstring)."""
+    """Compares JAX's ``a`` with PyTorch's ``b`` (see the module docstring).
+
+    ``extra_atol`` widens the absolute tolerance by the reference's own error bound (a
+    finite-difference HVP on the PyTorch side).
+    """
     r, t = _tolerance(a.dtype, rtol, atol)
+    t += extra_atol
     row = lambda passed, note="", **kw: ParityRow(
         quantity,
         path,
@@ -326,8 +342,9 @@ def compare_measurements(
     ):
         if js is None or ts is None:
             continue
+        extra = tm.hvp_atol if name == "hvp" else 0.0
         rows.extend(
-            compare_arrays(name, p, a, b, rtol, atol, check_dtype=False)
+            compare_arrays(name, p, a, b, rtol, atol, check_dtype=False, extra_atol=extra)
             for (p, a), (_, b) in zip(js, ts, strict=True)
         )
     return rows, notes
@@ -342,32 +359,97 @@ def _run(
     atol: float | None,
     key: Any,
     jit: bool = True,
+    tangent: Any = None,
+    cotangent: Any = None,
 ) -> tuple[list[ParityRow], list[str], str]:
     """Shared by :func:`compare` and the golden runner: ``torch_side(prep, cots, scalar)``."""
     prep = M.prepare(args, key)
     notes: list[str] = []
+    if tangent is not None:
+        prep = dataclasses.replace(prep, tangents=resolve_tangent(tangent, prep))
     with scoped(x64=prep.x64, matmul_precision="highest"):
         jargs = M.jax_args(prep)
-        _, spec, _ = M.jax_output_spec(jax_fn, prep, jargs)
-        fspec = [
-            (tuple(np.shape(x)), np.dtype(x.dtype))
-            for _, x in spec
-            if hasattr(x, "dtype") and is_float_dtype(x.dtype)
-        ]
-        scalar = len(fspec) == 1 and fspec[0][0] == () and len(spec) == 1
+        out, _ = M.jax_output(jax_fn, prep, jargs)
+        struct, spec = M.flatten_output(out)
+        shapes = {p: (tuple(np.shape(x)), np.dtype(_dtype_of(x))) for p, x in spec}
+        fspec = [s for s in shapes.values() if is_float_dtype(s[1])]
+        scalar = len(fspec) == 1 and fspec[0][0] == () and len(spec) == 1 and cotangent is None
         cots = None
         if not prep.float_idx:
             notes.append("no float arguments: values compared, gradients skipped")
         elif not fspec:
             notes.append("no float outputs: values compared, gradients skipped")
+        elif cotangent is not None:
+            cots = resolve_cotangent(cotangent, out, struct, shapes, prep.rng)
         else:
             cots = M.draw_cotangents(prep, fspec, scalar)
+        if tangent is not None and prep.float_idx:
+            notes.append("JVP/HVP along the given `tangent`")
+        if cotangent is not None and cots is not None:
+            notes.append("VJP along the given `cotangent`")
         tm = torch_side(prep, cots, scalar)
         jm = M.measure_jax(jax_fn, prep, jargs, cots, scalar, jit=jit)
     rows, more = compare_measurements(
         jm, tm, grad_name="grad" if scalar else "vjp", rtol=rtol, atol=atol
     )
     return rows, notes + more, prep.dtype
+
+
+def _check_tolerance(name: str, value: Any) -> float | None:
+    """None, or a finite number >= 0 (an array or a bool is refused, not compared)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Expected `{name}` to be a number >= 0 or None, got {value!r}.")
+    return 0.0 if value == 0 else check_positive_float(name, value)
+
+
+def _dtype_of(x: Any) -> Any:
+    return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
+def _jax_array_leaf(x: Any) -> bool:
+    return isinstance(x, jax.Array | np.ndarray | np.generic | numbers.Number)
+
+
+def _guard_jax(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` whose failures (and non-array outputs) are reported as `jax_fn`'s."""
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> Any:
+        with user_function("jax_fn"):
+            out = fn(*args)
+        for path, leaf in M.flatten_output(out)[1]:
+            if not _jax_array_leaf(leaf):
+                raise UserFunctionError(
+                    "Expected the function passed as `jax_fn` to return arrays (or a pytree of "
+                    f"them), got {type(leaf).__name__} at {path}: funcdiff needs a "
+                    "jit-compatible function that returns JAX arrays.",
+                    argument="jax_fn",
+                )
+        return out
+
+    return call
+
+
+def _guard_torch(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` whose failures (and non-tensor outputs) are reported as `torch_fn`'s."""
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> Any:
+        with user_function("torch_fn"):
+            out = fn(*args)
+        for path, leaf in M.flatten_output(out)[1]:
+            problem = M.torch_leaf_problem(leaf, path)
+            if problem is not None:
+                raise UserFunctionError(
+                    "Expected the function passed as `torch_fn` to return tensors (or a pytree "
+                    f"of them), got {problem}.",
+                    argument="torch_fn",
+                )
+        return out
+
+    return call
 
 
 def compare(
@@ -377,6 +459,8 @@ def compare(
     rtol: float | None = None,
     atol: float | None = None,
     key: Any = None,
+    tangent: Any = None,
+    cotangent: Any = None,
 ) -> ParityResult:
     """Checks a JAX function against its PyTorch twin: values, gradients, JVP and HVP.
 
@@ -389,22 +473,43 @@ def compare(
     Compared: the output trees (structure, shapes, dtypes, values; NaN/inf in the same places);
     the gradient of a scalar output, or a VJP with one seeded random cotangent, w.r.t. every
     float leaf of every argument; a JVP along a seeded random tangent; and for a scalar output
-    a Hessian-vector product along that tangent.
+    a Hessian-vector product along that tangent. Where PyTorch has no second derivative
+    (double backward not implemented, e.g. ``F.hardsigmoid``, ``torch.cdist``), its HVP comes
+    from ``torch.func`` forward-over-reverse or, failing that, from central differences of its
+    own gradient, whose error estimate widens the HVP rows' ``atol`` (said in ``notes``).
 
     Args:
-      jax_fn: a JAX function of positional arguments.
-      torch_fn: its PyTorch twin, same positional arguments as tensors.
+      jax_fn: a JAX function of positional arguments (jit-compatible for the fast path; a
+        function that only runs eagerly is run eagerly).
+      torch_fn: its PyTorch twin, same positional arguments as tensors, returning tensors.
       *args: the arguments, arrays or pytrees of arrays.
       rtol: relative tolerance for every row (default per dtype, :data:`DEFAULT_TOLERANCES`).
       atol: absolute tolerance for every row (default per dtype).
       key: ``jax.random.key`` (or int seed) for the cotangent and tangent; default 0.
+      tangent: the direction of the JVP and HVP rows instead of a random normal one: a tuple
+        with one pytree per positional argument, shaped like ``args`` (as ``jax.jvp``'s
+        ``tangents``; entries at integer leaves are ignored and may be None), or a callable
+        ``tangent(*draw) -> tuple`` mapping the seeded random draw (shaped like ``args``) onto
+        the op's domain, e.g. ``lambda a: ((a + a.T) / 2,)`` for ops on symmetric matrices.
+      cotangent: the cotangent of the VJP rows instead of a random normal one: a pytree
+        shaped like the output (entries at non-float leaves ignored), or a callable
+        ``cotangent(draw)`` mapping a random draw shaped like the output. With a
+        ``cotangent``, a scalar output gets ``vjp`` rows and no HVP.
 
     Returns:
       A :class:`ParityResult`; ``.ok`` is False on any disagreement, including different
       output structures (explained in its rows) — never an exception for those.
 
     Raises:
-      TypeError: an argument leaf is not an array (message names its path), or bad ``key``.
+      TypeError: a function is not callable, an argument leaf is not an array (message names
+        its path), a bad ``key``, ``tangent`` or ``cotangent``.
+      ValueError: a ``tangent``/``cotangent`` leaf of the wrong shape or not finite; a bad
+        ``rtol``/``atol``.
+      funcdiff.UserFunctionError: ``jax_fn``, ``torch_fn`` (or a ``tangent``/``cotangent``
+        callable) raised, returned something that is not arrays (``jax_fn``) or tensors
+        (``torch_fn``: a NumPy array or Python float is cut off from autograd), or ``jax_fn``
+        cannot even run eagerly under JAX's transformations (the message keeps JAX's hint).
+        A ``ValueError`` subclass naming the argument; the original exception is chained.
       ImportError: PyTorch is not installed.
 
     Examples:
@@ -412,16 +517,29 @@ def compare(
       >>> x = np.linspace(-1, 1, 5, dtype=np.float32)
       >>> compare(lambda x: jnp.tanh(x).sum(), lambda x: torch.tanh(x).sum(), x).ok
       True
+      >>> a = np.array([[4.0, 2.0], [2.0, 5.0]])          # Cholesky: symmetric tangents only
+      >>> sym = lambda a: ((a + a.T) / 2,)
+      >>> compare(jnp.linalg.cholesky, torch.linalg.cholesky, a, tangent=sym).ok
+      True
     """
+    check_callable("jax_fn", jax_fn)
+    check_callable("torch_fn", torch_fn)
     torch = require_torch()
-    tol = {
-        k: None if v is None else check_positive_float(k, v) if v != 0 else 0.0
-        for k, v in (("rtol", rtol), ("atol", atol))
-    }
+    tol = {k: _check_tolerance(k, v) for k, v in (("rtol", rtol), ("atol", atol))}
+    twin = _guard_torch(torch_fn)
 
     def torch_side(prep: M.Prepared, cots: Any, scalar: bool) -> M.Measurement:
         with M.torch_precision(torch, float64=prep.x64):
-            return M.measure_torch(torch_fn, prep, cots, scalar)
+            return M.measure_torch(twin, prep, cots, scalar)
 
-    rows, notes, dtype = _run(jax_fn, torch_side, args, rtol=tol["rtol"], atol=tol["atol"], key=key)
+    rows, notes, dtype = _run(
+        _guard_jax(jax_fn),
+        torch_side,
+        args,
+        rtol=tol["rtol"],
+        atol=tol["atol"],
+        key=key,
+        tangent=tangent,
+        cotangent=cotangent,
+    )
     return ParityResult(tuple(rows), tuple(notes), dtype, f"torch {torch.__version__}")

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcdiff._config import scoped
+from funcdiff._config import DeviceNotFoundError, scoped
 from funcdiff.parity._torch import require_torch
 
 __all__ = ["from_torch", "to_numpy_tree", "to_torch"]
@@ -40,9 +40,15 @@ def _leaf_to_numpy(path: tuple[Any, ...], leaf: Any, name: str) -> np.ndarray:
                 f"Expected `{name}` leaves to be arrays, got a PRNG key at "
                 f"{name}{jax.tree_util.keystr(path)}; pass jax.random.key_data(key) instead."
             )
-        return np.array(leaf, copy=True, order="C")
+        arr = np.array(leaf, copy=True, order="C")
+        if arr.dtype.kind not in "biufc" and arr.dtype != _BF16:
+            raise TypeError(
+                f"Expected `{name}` leaves to be numeric arrays, got dtype {arr.dtype} at "
+                f"{name}{jax.tree_util.keystr(path)}."
+            )
+        return arr
     if _is_tensor(leaf):
-        return _tensor_to_numpy(leaf)
+        return _tensor_to_numpy(leaf, f"{name}{jax.tree_util.keystr(path)}")
     raise TypeError(
         f"Expected `{name}` leaves to be NumPy or JAX arrays, got {type(leaf).__name__} at "
         f"{name}{jax.tree_util.keystr(path)}; wrap it with np.asarray(value, dtype=...)."
@@ -59,8 +65,31 @@ def to_numpy_tree(tree: Any, *, name: str = "tree") -> Any:
     return jax.tree_util.tree_unflatten(treedef, [_leaf_to_numpy(p, x, name) for p, x in leaves])
 
 
-def _tensor_to_numpy(t: Any) -> np.ndarray:
+def _refuse_special(torch: Any, t: Any, where: str) -> None:
+    """Tensors without a plain strided buffer of a NumPy dtype are refused by name."""
+    if getattr(t, "is_nested", False):
+        raise TypeError(
+            f"Expected dense tensors, got a nested tensor at {where}; convert its components "
+            "(t.unbind()) or pad it (t.to_padded_tensor(0.0))."
+        )
+    if t.layout != torch.strided:
+        raise TypeError(
+            f"Expected dense tensors, got a {t.layout} tensor at {where}; call .to_dense() first."
+        )
+    if t.is_meta:
+        raise TypeError(
+            f"Expected tensors with data, got a meta tensor at {where} (meta tensors hold only "
+            "shapes and dtypes); materialise it, e.g. torch.empty_like(t, device='cpu')."
+        )
+    if t.is_quantized:
+        raise TypeError(
+            f"Expected unquantized tensors, got {t.dtype} at {where}; call .dequantize() first."
+        )
+
+
+def _tensor_to_numpy(t: Any, where: str = "tree") -> np.ndarray:
     torch = require_torch()
+    _refuse_special(torch, t, where)
     t = t.detach()
     if t._is_zerotensor():  # autograd's lazily-zero gradients own no memory
         t = torch.zeros(t.shape, dtype=t.dtype)
@@ -69,7 +98,13 @@ def _tensor_to_numpy(t: Any) -> np.ndarray:
     t = t.resolve_conj().resolve_neg().contiguous()
     if t.dtype == torch.bfloat16:
         return t.view(torch.int16).numpy().copy().view(_BF16)
-    return t.numpy().copy()
+    try:
+        return t.numpy().copy()
+    except TypeError:  # complex32, float8, ...: no NumPy dtype
+        raise TypeError(
+            f"Expected a tensor dtype NumPy and JAX share, got {t.dtype} at {where}; cast it "
+            "first, e.g. t.float()."
+        ) from None
 
 
 def _numpy_to_tensor(a: np.ndarray, device: Any) -> Any:
@@ -82,6 +117,33 @@ def _numpy_to_tensor(a: np.ndarray, device: Any) -> Any:
             raise TypeError(f"Expected a numeric array, got dtype {a.dtype}.")
         t = torch.from_numpy(a)
     return t if device is None else t.to(device)
+
+
+def _torch_device(torch: Any, device: Any) -> Any:
+    """``device`` as a ``torch.device`` that exists on this machine, or None."""
+    if device is None:
+        return None
+    if isinstance(device, bool) or not isinstance(device, str | int | torch.device):
+        raise TypeError(
+            f"Expected `device` to be a torch device such as 'cpu' or 'cuda:0', got "
+            f"{type(device).__name__}."
+        )
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as e:
+        first = (str(e).splitlines() or [""])[0]
+        raise ValueError(
+            f"Expected `device` to be a torch device such as 'cpu' or 'cuda:0', got "
+            f"{device!r} ({first})."
+        ) from None
+    try:
+        torch.empty(0, device=dev)
+    except Exception as e:  # AssertionError "Torch not compiled with CUDA", RuntimeError
+        first = (str(e).splitlines() or [""])[0]
+        raise DeviceNotFoundError(
+            f"No torch device {str(dev)!r} on this machine ({first}). Use device='cpu' or None."
+        ) from None
+    return dev
 
 
 def to_torch(tree: Any, *, device: Any = None) -> Any:
@@ -99,7 +161,10 @@ def to_torch(tree: Any, *, device: Any = None) -> Any:
       The pytree with every leaf replaced by a tensor.
 
     Raises:
-      TypeError: a leaf is not an array; the message names its pytree path.
+      TypeError: a leaf is not an array; the message names its pytree path. ``device`` is
+        not a string, int or ``torch.device``.
+      ValueError: ``device`` is not a torch device name.
+      DeviceNotFoundError: this machine has no such device (e.g. ``"cuda"`` without CUDA).
       ImportError: PyTorch is not installed.
 
     Examples:
@@ -108,9 +173,10 @@ def to_torch(tree: Any, *, device: Any = None) -> Any:
       >>> t["w"].dtype, tuple(t["w"].shape)
       (torch.float32, (2, 3))
     """
-    require_torch()
+    torch = require_torch()
+    dev = _torch_device(torch, device)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    out = [_numpy_to_tensor(_leaf_to_numpy(p, x, "tree"), device) for p, x in leaves]
+    out = [_numpy_to_tensor(_leaf_to_numpy(p, x, "tree"), dev) for p, x in leaves]
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
@@ -128,7 +194,8 @@ def from_torch(tree: Any) -> Any:
       The pytree with every leaf replaced by a ``jax.Array``.
 
     Raises:
-      TypeError: a leaf is not an array or tensor; the message names its pytree path.
+      TypeError: a leaf is not an array or tensor, or a tensor with no dense NumPy view
+        (sparse, nested, meta, quantized, complex32/float8); the message names its path.
 
     Examples:
       >>> import torch

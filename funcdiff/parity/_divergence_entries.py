@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcdiff.parity import _like_torch as L
+from funcdiff.parity import _polygamma as G
 from funcdiff.parity._divergences import Divergence
 from funcdiff.parity._torch import require_torch
 
@@ -287,8 +288,30 @@ def registry() -> tuple[Divergence, ...]:
             L.softplus_like_torch,
             cases=("elementwise/softplus", "elementwise/softplus_above_threshold"),
             covers=lambda x, *_: bool(np.any(np.asarray(x) > 20)),
-            note="float64 only (float32 rounds both to the same numbers); the value differs too: "
-            "20.500000001250154 vs 20.5",
+            note="with the defaults the value differs by log1p(exp(-x)) = 1.25e-9 at x = 20.5 "
+            "(20.500000001250154 vs 20.5), float64 only; with other parameters the gap above "
+            "the threshold is log1p(exp(-beta x)) / beta, up to log1p(exp(-threshold)) / beta "
+            "just above it and visible in float32 (see softplus-threshold-beta)",
+        ),
+        Divergence(
+            "softplus-threshold-beta",
+            "jax.nn.softplus(beta x) / beta / F.softplus(x, beta=3, threshold=0.2)",
+            "x = 2 (beta x = 6 > threshold 0.2)",
+            "value",
+            (2.0008252283792434,),
+            (2.0,),
+            "torch F.softplus docs (reverts to x where beta * x > threshold); "
+            "jax _src/nn/functions.py softplus (logaddexp, no threshold)",
+            _a(2.0),
+            lambda x: jax.nn.softplus(3.0 * x) / 3.0,
+            lambda x: F().softplus(x, beta=3, threshold=0.2),
+            _named(
+                "softplus_like_torch(x, beta=3, threshold=0.2)",
+                lambda x: L.softplus_like_torch(x, beta=3.0, threshold=0.2),
+            ),
+            covers=lambda x, *_: bool(np.any(3 * np.asarray(x) > 0.2)),
+            note="8.3e-4 here, 0.2 just above x = threshold / beta = 0.067, in float32 too; "
+            "no catalog case uses non-default softplus parameters",
         ),
         Divergence(
             "gelu-default",
@@ -516,6 +539,86 @@ def registry() -> tuple[Divergence, ...]:
             cases=("reductions/cummax",),
             covers=_any_tie,
             note="no match-torch variant yet",
+        ),
+        Divergence(
+            "digamma-grad-negative",
+            "jax.scipy.special.digamma / torch.special.digamma",
+            "derivative at x = -8.5 (x below about -7)",
+            "grad",
+            (6.794955463355337,),
+            (9.75860711261962,),
+            "jax#37635, jax#11481: jax _src/scipy/special.py polygamma = (-1)^(n+1) n! "
+            "zeta(n+1, x), a Hurwitz zeta series with no reflection for x < 0; torch "
+            "aten/src/ATen/native/Math.h calc_trigamma (reflection for x < 0.5); "
+            "mpmath.polygamma(1, -8.5) = 9.75860711262026",
+            _a(-8.5),
+            jax.scipy.special.digamma,
+            lambda x: _t().special.digamma(x),
+            G.digamma_like_torch,
+            covers=lambda x, *_: bool(np.any(np.asarray(x) < -6.5)),
+            rtol=1e-9,
+            note="measured against mpmath: JAX's trigamma is within 1e-10 for x >= -6.5, "
+            "7e-7 off at -7.5, 30% at -8.5, 1e11 relative at -9.5 and about 0 (relative "
+            "error 1) below -12; torch within 5e-10 everywhere; the value (digamma itself) "
+            "agrees; no catalog case draws x < -6.5",
+        ),
+        Divergence(
+            "polygamma-negative",
+            "jax.scipy.special.polygamma(5, x) / torch.special.polygamma(5, x)",
+            "x = -8.5 (x below about -7, every n >= 1)",
+            "value",
+            (-282950.67022517434,),
+            (15382.226696912101,),
+            "jax#37635, jax#11481 (polygamma: the zeta series, no reflection for x < 0); "
+            "torch aten/src/ATen/native/Math.h calc_polygamma (zeta with reflection); "
+            "mpmath.polygamma(5, -8.5) = 15382.2266969121",
+            _a(-8.5),
+            lambda x: jax.scipy.special.polygamma(5, x),
+            lambda x: _t().special.polygamma(5, x),
+            _named("polygamma_like_torch(5, x)", lambda x: G.polygamma_like_torch(5, x)),
+            covers=lambda x, *_: bool(np.any(np.asarray(x) < -6.5)),
+            rtol=1e-9,
+            note="at n = 5 JAX is 6e-6 off at x = -7.5, wrong in sign here and by 1e15 "
+            "relative at -9.5 (torch: 2e-16); the reported 8% sits between -7.5 and -8.5",
+        ),
+        Divergence(
+            "logcumsumexp-jvp",
+            "lax.cumlogsumexp / torch.logcumsumexp (forward mode)",
+            "JVP at x = [-17, 0] (an element 17 below the maximum), tangent ones",
+            "jvp",
+            (1.0, 1.0),
+            (0.9999975845105593, 0.9999999999999001),
+            "torch csrc/autograd/FunctionsManual.cpp logcumsumexp_jvp (divides by "
+            "cumsum(exp(x - max)) plus a 1e-13 stabiliser); its backward "
+            "(logcumsumexp_backward) is exact and equals JAX's VJP",
+            _a([-17.0, 0.0]),
+            lambda x: jax.lax.cumlogsumexp(x),
+            lambda x: _t().logcumsumexp(x, 0),
+            None,
+            covers=lambda x, *_: bool(np.ptp(np.asarray(x)) > 10) if np.size(x) else False,
+            note="torch's JVP is off by 1e-13 / sum(exp(x - max)) relative: 2.4e-6 here, 0.74 "
+            "at 30 below the maximum, 4e-11 for x in [-3, 3]; no match-torch variant, "
+            "since no JAX function can match torch's JVP and its (exact) VJP together",
+        ),
+        Divergence(
+            "cholesky-nonsymmetric-tangent",
+            "jnp.linalg.cholesky / torch.linalg.cholesky (forward mode)",
+            "JVP at [[4, 2], [2, 5]] along the non-symmetric tangent [[0, 1], [0, 0]]",
+            "jvp",
+            (0.0, 0.0, 0.25, -0.125),
+            (0.0, 0.0, 0.0, -0.125),
+            "jax _src/lax/linalg.py _cholesky_jvp_rule (symmetrises the tangent: "
+            "(dA + dA^H) / 2); torch FunctionsManual.cpp cholesky_jvp (uses dA as given) while "
+            "its cholesky_backward returns a symmetric gradient, so torch's JVP is not the "
+            "transpose of its VJP off the symmetric matrices",
+            _a([[4.0, 2.0], [2.0, 5.0]]),
+            jnp.linalg.cholesky,
+            lambda a: _t().linalg.cholesky(a),
+            None,
+            tangent=np.array([[0.0, 1.0], [0.0, 0.0]]),
+            note="both agree on symmetric tangents, the op's domain: compare with "
+            "compare(..., tangent=lambda a: ((a + a.T) / 2,)); VJPs agree; no match-torch "
+            "variant (torch's JVP and VJP are not one linear map)",
         ),
         Divergence(
             "complex-grad-conjugate",

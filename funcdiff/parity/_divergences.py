@@ -30,7 +30,7 @@ from funcdiff.parity._torch import require_torch
 
 __all__ = ["Divergence", "DivergenceMeasurement", "divergences", "get_divergence"]
 
-Quantity = Literal["value", "grad"]
+Quantity = Literal["value", "grad", "jvp"]
 
 
 class DivergenceMeasurement(NamedTuple):
@@ -47,10 +47,10 @@ class DivergenceMeasurement(NamedTuple):
     match_torch: np.ndarray | None
 
 
-def _close(a: Any, b: Any) -> bool:
+def _close(a: Any, b: Any, rtol: float = 1e-13) -> bool:
     """Equal to float64 round-off (the registry's differences can be 1e-10 relative)."""
     a, b = np.asarray(a), np.asarray(b)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-13, atol=1e-15, equal_nan=True))
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=1e-15, equal_nan=True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,8 @@ class Divergence:
       name: unique id, e.g. ``"abs-at-zero"``; catalog cases name it in ``Case.divergence``.
       op: the two ops, JAX first (``"jnp.abs / torch.abs"``).
       point: where they differ, in words.
-      quantity: ``"value"`` or ``"grad"`` (the VJP of an all-ones cotangent w.r.t. arg ``wrt``).
+      quantity: ``"value"``, ``"grad"`` (the VJP of an all-ones cotangent w.r.t. arg ``wrt``)
+        or ``"jvp"`` (forward mode along ``tangent`` for arg ``wrt``, zero for the others).
       jax_value: JAX's result there (float64), flattened.
       torch_value: PyTorch's result there (float64), flattened.
       source: where it is documented (docs, code or issue).
@@ -73,6 +74,9 @@ class Divergence:
       cases: catalog case names in which this divergence can show up.
       covers: predicate on a case's NumPy arguments: do they hit this divergence's point?
       note: anything else a porter should know.
+      tangent: the direction of a ``"jvp"`` entry (default all ones).
+      rtol: how closely a re-measurement must reproduce the registered values (default
+        1e-13; looser where the registered value is itself an approximation error).
     """
 
     name: str
@@ -90,6 +94,8 @@ class Divergence:
     cases: tuple[str, ...] = ()
     covers: Callable[..., bool] | None = None
     note: str = ""
+    tangent: np.ndarray | None = None
+    rtol: float = 1e-13
 
     def measure(self) -> DivergenceMeasurement:
         """Evaluates the point in float64 with live JAX, PyTorch and the match-torch variant.
@@ -105,15 +111,25 @@ class Divergence:
             torch.tensor(a, dtype=torch.complex128 if np.iscomplexobj(a) else torch.float64)
             for a in self.args
         ]
-        if self.quantity == "grad":
-            ts[self.wrt].requires_grad_(True)
-        out = self.torch_fn(*ts)
-        if self.quantity == "value":
-            t = out.detach().numpy()
+        if self.quantity == "jvp":
+            tans = [torch.zeros_like(x) for x in ts]
+            tans[self.wrt] = torch.tensor(self._tangent(), dtype=ts[self.wrt].dtype)
+            _, t = torch.func.jvp(self.torch_fn, tuple(ts), tuple(tans))
+            t = t.detach().numpy()
         else:
-            out.backward(torch.ones_like(out))
-            t = ts[self.wrt].grad.numpy()
+            if self.quantity == "grad":
+                ts[self.wrt].requires_grad_(True)
+            out = self.torch_fn(*ts)
+            if self.quantity == "value":
+                t = out.detach().numpy()
+            else:
+                out.backward(torch.ones_like(out))
+                t = ts[self.wrt].grad.numpy()
         return DivergenceMeasurement(np.ravel(j), np.ravel(t), None if m is None else np.ravel(m))
+
+    def _tangent(self) -> np.ndarray:
+        a = self.args[self.wrt]
+        return np.ones_like(a) if self.tangent is None else np.asarray(self.tangent, a.dtype)
 
     def _measure_jax(self, fn: Callable[..., Any]) -> np.ndarray:
         args = [jnp.asarray(a) for a in self.args]
@@ -123,6 +139,9 @@ class Divergence:
         def partial(x: jax.Array) -> jax.Array:
             return fn(*args[: self.wrt], x, *args[self.wrt + 1 :])
 
+        if self.quantity == "jvp":
+            _, t = jax.jvp(partial, (args[self.wrt],), (jnp.asarray(self._tangent()),))
+            return np.asarray(t)
         out, vjp = jax.vjp(partial, args[self.wrt])
         return np.asarray(vjp(jnp.ones_like(out))[0])
 
@@ -130,8 +149,8 @@ class Divergence:
         """True when both frameworks still give the registered values and still disagree."""
         m = self.measure() if measured is None else measured
         return (
-            _close(m.jax, self.jax_value)
-            and _close(m.torch, self.torch_value)
+            _close(m.jax, self.jax_value, self.rtol)
+            and _close(m.torch, self.torch_value, self.rtol)
             and not _close(m.jax, m.torch)
         )
 

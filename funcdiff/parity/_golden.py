@@ -102,9 +102,17 @@ class GoldenFile:
         """Reads a golden file.
 
         Raises:
-          GoldenError: the file is missing or not a golden file of this format.
+          TypeError: ``path`` is not a str or Path.
+          GoldenError: the file is missing, a directory, unreadable, or not a golden file of
+            this format.
         """
+        if not isinstance(path, str | Path):
+            raise TypeError(
+                f"Expected the golden path to be a str or pathlib.Path, got {type(path).__name__}."
+            )
         p = Path(path)
+        if p.is_dir():
+            raise GoldenError(f"Expected a golden file, got the directory {p}.")
         if not p.exists():
             raise GoldenError(
                 f"No golden reference file at {p}; install PyTorch and run "
@@ -112,11 +120,15 @@ class GoldenFile:
             )
         try:
             data = json.loads(p.read_text())
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, expected an object")
             if data.get("format") != FORMAT:
                 raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
-        except (ValueError, AttributeError) as e:
+            if not isinstance(data.get("entries"), dict):
+                raise ValueError("no `entries` object")
+        except (OSError, ValueError) as e:
             raise GoldenError(f"Unreadable golden file {p}: {e}") from None
-        return cls(data["entries"], torch_version=data.get("torch_version", "?"), path=p)
+        return cls(data["entries"], torch_version=str(data.get("torch_version", "?")), path=p)
 
     def measurement(self, case: str, dtype: str, prep: Prepared) -> Measurement:
         """The stored PyTorch measurement for ``case`` at ``dtype``.
@@ -125,6 +137,10 @@ class GoldenFile:
           GoldenError: no entry, or the entry was made from different inputs.
         """
         entry = self.entries.get(f"{case}@{dtype}")
+        if entry is not None and not (
+            isinstance(entry, dict) and ({"inputs", "error"} & set(entry))
+        ):
+            raise GoldenError(f"malformed golden entry for {case} in {dtype}: {entry!r:.80}")
         if entry is None:
             raise GoldenError(
                 f"no golden entry for {case} in {dtype}; run `funcdiff parity --regenerate`"
@@ -136,7 +152,13 @@ class GoldenFile:
                 f"golden entry for {case} in {dtype} is stale (its inputs changed); "
                 "run `funcdiff parity --regenerate`"
             )
-        return decode(entry)
+        try:
+            return decode(entry)
+        except (KeyError, TypeError, ValueError) as e:
+            raise GoldenError(
+                f"malformed golden entry for {case} in {dtype} ({type(e).__name__}: {e}); run "
+                "`funcdiff parity --regenerate`"
+            ) from None
 
     def record(self, case: str, dtype: str, prep: Prepared, m: Measurement) -> None:
         self.entries[f"{case}@{dtype}"] = encode(m, inputs_digest(prep))

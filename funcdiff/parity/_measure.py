@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcdiff._validation import is_float_dtype, is_prng_key
+from funcdiff._validation import UserFunctionError, is_float_dtype, is_prng_key
 from funcdiff.parity._convert import _numpy_to_tensor, _tensor_to_numpy, to_numpy_tree
 from funcdiff.parity._torch import require_torch
 
@@ -31,6 +31,13 @@ _TRACER_ERRORS = (
     jax.errors.TracerBoolConversionError,
     jax.errors.TracerIntegerConversionError,
 )
+
+
+def _cannot_trace(e: BaseException) -> bool:
+    """A function that does not trace (under jit) but may run eagerly: retry without jit."""
+    if isinstance(e, UserFunctionError):
+        e = e.original if e.original is not None else e
+    return isinstance(e, _TRACER_ERRORS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,13 +64,15 @@ class Measurement:
     jvp: Leaves | None = None
     hvp: Leaves | None = None
     notes: tuple[str, ...] = ()
+    hvp_atol: float = 0.0  # error bound of a finite-difference HVP, added to its rows' atol
 
 
 def _seed_rng(key: Any) -> np.random.Generator:
     if key is None:
         return np.random.default_rng(0)
     if isinstance(key, int | np.integer) and not isinstance(key, bool):
-        return np.random.default_rng(int(key))
+        # a negative seed (jax.random.key accepts them) as its 64-bit two's complement
+        return np.random.default_rng(int(key) if key >= 0 else int(key) % 2**64)
     if is_prng_key(key):
         data = np.asarray(jax.random.key_data(key)).ravel()
     elif hasattr(key, "dtype") and np.asarray(key).dtype == np.uint32:
@@ -93,11 +102,13 @@ def prepare(args: tuple[Any, ...], key: Any) -> Prepared:
     for p, a in zip(paths, leaves, strict=True):
         if a.dtype.kind == "c":
             raise TypeError(f"Expected real arrays in `args`, got {a.dtype} at {p}.")
+        if not (is_float_dtype(a.dtype) or a.dtype.kind in "biu"):
+            raise TypeError(f"Expected numeric arrays in `args`, got dtype {a.dtype} at {p}.")
     float_idx = tuple(i for i, a in enumerate(leaves) if is_float_dtype(a.dtype))
     float_dtypes = [leaves[i].dtype for i in float_idx]
     x64 = any(d == np.float64 for d in float_dtypes)
     # the least precise float dtype sets the precision of the whole call
-    eps = lambda d: float(np.finfo(d).eps)
+    eps = lambda d: float(jnp.finfo(d).eps)  # jnp: NumPy's finfo does not know bfloat16
     dtype = str(max(float_dtypes, key=eps)) if float_dtypes else "int"
     rng = _seed_rng(key)
     tangents = tuple(
@@ -180,18 +191,24 @@ def _float_leaves(out: Any) -> list[Any]:
     return [jnp.asarray(x) for _, x in flatten_output(out)[1] if is_float_dtype(jnp.result_type(x))]
 
 
+def jax_output(fn: Callable[..., Any], prep: Prepared, jargs: list[Any]) -> tuple[Any, bool]:
+    """The output of ``fn`` by tracing (shapes only; falls back to running it) and whether
+    it traced."""
+    floats = [jargs[i] for i in prep.float_idx]
+    call = _jax_caller(fn, prep, jargs)
+    try:
+        return jax.eval_shape(call, *floats), True
+    except Exception as e:
+        if not _cannot_trace(e):
+            raise
+        return call(*floats), False
+
+
 def jax_output_spec(
     fn: Callable[..., Any], prep: Prepared, jargs: list[Any]
 ) -> tuple[Any, list[tuple[str, Any]], bool]:
     """Output structure and leaf specs of ``fn`` by tracing (falls back to running it)."""
-    floats = [jargs[i] for i in prep.float_idx]
-    call = _jax_caller(fn, prep, jargs)
-    try:
-        out = jax.eval_shape(call, *floats)
-        traced = True
-    except _TRACER_ERRORS:
-        out = call(*floats)
-        traced = False
+    out, traced = jax_output(fn, prep, jargs)
     struct, leaves = flatten_output(out)
     return struct, leaves, traced
 
@@ -256,7 +273,9 @@ def measure_jax(
     if jit:
         try:
             result = jax.jit(core)(floats, cot_arrays, tans)
-        except _TRACER_ERRORS:
+        except Exception as e:
+            if not _cannot_trace(e):
+                raise
             result = None
     if result is None:
         result = core(floats, cot_arrays, tans)
@@ -300,12 +319,38 @@ def torch_precision(torch: Any, *, float64: bool) -> Iterator[None]:
         torch.set_default_dtype(saved_dtype)
 
 
-def _torch_leaf(x: Any) -> np.ndarray:
+def torch_leaf_problem(x: Any, path: str) -> str | None:
+    """Why ``x`` (at ``path``) cannot be a leaf of a PyTorch twin's output (None when it can).
+
+    Tensors are; Python and NumPy integers and booleans are too (they carry no derivative).
+    A NumPy float array or a Python float is cut off from autograd, so its derivatives could
+    not be compared: refused, with the fix.
+    """
+    if hasattr(x, "detach") and hasattr(x, "requires_grad"):
+        return None
+    if isinstance(x, bool | int | np.bool_ | np.integer):
+        return None
+    if isinstance(x, np.ndarray) and x.dtype.kind in "biu":
+        return None
+    if isinstance(x, np.ndarray | np.generic):
+        what = f"a NumPy {x.dtype} array"
+    elif isinstance(x, float | complex):
+        what = f"a Python {type(x).__name__}"
+    else:
+        return f"{type(x).__module__.split('.')[0]}.{type(x).__name__} at {path}"
+    return (
+        f"{what} at {path}: it is cut off from autograd, so its derivatives cannot be compared; "
+        "return the tensor itself (drop .item(), .numpy(), float())"
+    )
+
+
+def _torch_leaf(x: Any, path: str) -> np.ndarray:
+    problem = torch_leaf_problem(x, path)
+    if problem is not None:
+        raise TypeError(f"Expected the PyTorch twin to return tensors, got {problem}.")
     if hasattr(x, "detach"):
         return _tensor_to_numpy(x)
-    if isinstance(x, np.ndarray | np.generic | int | float | bool):
-        return np.asarray(x)
-    raise TypeError(f"PyTorch twin returned a {type(x).__name__}, not a tensor")
+    return np.asarray(x)
 
 
 def measure_torch(
@@ -333,13 +378,13 @@ def measure_torch(
         return [
             x
             for _, x in flatten_output(out)[1]
-            if hasattr(x, "dtype") and x.dtype.is_floating_point
+            if isinstance(x, torch.Tensor) and x.dtype.is_floating_point
         ]
 
     leaves, floats = fresh(True)
     out = call(leaves, floats)
     struct, flat = flatten_output(out)
-    outputs = [(p, _torch_leaf(x)) for p, x in flat]
+    outputs = [(p, _torch_leaf(x, p)) for p, x in flat]
     if cots is None or not floats:
         return Measurement(struct, outputs, notes=tuple(notes))
     fouts = float_outs(out)
@@ -363,19 +408,15 @@ def measure_torch(
             )
         )
 
-    tcots = [torch.from_numpy(c.copy()).to(o.dtype) for c, o in zip(cots, fouts, strict=True)]
+    tcots = [_numpy_to_tensor(c, None).to(o.dtype) for c, o in zip(cots, fouts, strict=True)]
     g = grad(fouts, floats, tcots, scalar)
     grads = [z if x is None else _tensor_to_numpy(x) for x, z in zip(g, zeros(), strict=True)]
-    tans = [torch.from_numpy(t.copy()) for t in prep.tangents]
-    hvp = None
+    tans = [_numpy_to_tensor(t, None) for t in prep.tangents]
+    hvp, hvp_atol = None, 0.0
     if scalar:
-        terms = [
-            (gi * v).sum()
-            for gi, v in zip(g, tans, strict=True)
-            if gi is not None and gi.requires_grad
-        ]
-        h = grad([sum(terms)], floats, [torch.ones(())], False) if terms else [None] * len(floats)
-        hvp = [z if x is None else _tensor_to_numpy(x) for x, z in zip(h, zeros(), strict=True)]
+        h, hvp_atol = _torch_hvp(torch, grad, g, floats, tans, prep, call, float_outs, notes)
+        if h is not None:
+            hvp = [z if x is None else x for x, z in zip(h, zeros(), strict=True)]
     jvp = _torch_jvp(torch, call, fresh, float_outs, tans, notes)
     jvp_leaves = None if jvp is None else list(zip(fpaths, jvp, strict=True))
     return Measurement(
@@ -385,6 +426,7 @@ def measure_torch(
         jvp_leaves,
         None if hvp is None else list(zip(fargs, hvp, strict=True)),
         tuple(notes),
+        hvp_atol,
     )
 
 
@@ -403,8 +445,8 @@ def _torch_jvp(
             lambda *f: tuple(float_outs(call(leaves, f))), tuple(floats), tuple(tans)
         )
         return [_tensor_to_numpy(x) for x in jv]
-    except (RuntimeError, NotImplementedError) as e:
-        first = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+    except Exception as e:
+        first = _torch_ad_failure(e)
     leaves, floats = fresh(True)
     try:
         outs = float_outs(call(leaves, floats))
@@ -430,6 +472,134 @@ def _torch_jvp(
             else _tensor_to_numpy(x)
             for o, x in zip(outs, jv, strict=True)
         ]
-    except (RuntimeError, NotImplementedError) as e:
-        notes.append(f"JVP skipped: PyTorch computes no forward derivative here ({first}; {e})")
+    except Exception as e:
+        second = _torch_ad_failure(e)
+        notes.append(
+            f"JVP skipped: PyTorch computes no forward derivative here ({first}; {second})"
+        )
         return None
+
+
+def _torch_ad_failure(e: BaseException) -> str:
+    """``"Type: first line"`` of an autograd failure; re-raises anything else.
+
+    A missing derivative is a ``RuntimeError``/``NotImplementedError`` from torch, possibly
+    raised inside the user's twin while a ``torch.func`` transform runs it (then it arrives
+    wrapped as the user's function failing).
+    """
+    inner = e.original if isinstance(e, UserFunctionError) and e.original is not None else e
+    if not isinstance(inner, RuntimeError | NotImplementedError):
+        raise e
+    lines = str(inner).strip().splitlines()
+    return f"{type(inner).__name__}: {lines[0][:120] if lines else ''}"
+
+
+def _torch_hvp(
+    torch: Any,
+    grad: Callable[..., list[Any]],
+    g: list[Any],
+    floats: list[Any],
+    tans: list[Any],
+    prep: Prepared,
+    call: Callable[..., Any],
+    float_outs: Callable[[Any], list[Any]],
+    notes: list[str],
+) -> tuple[list[np.ndarray | None] | None, float]:
+    """Torch's Hessian-vector product of a scalar output along ``tans``, and an error bound.
+
+    Double backward first; where torch has no derivative of a backward op
+    (``aten::hardsigmoid_backward``, ``_cdist_backward``, ...), forward-over-reverse with
+    ``torch.func``; failing that, central differences of torch's own gradient, whose error
+    estimate is returned (and added to the HVP rows' ``atol``); failing that, None (skipped,
+    with a note). Never raises for a missing derivative.
+    """
+    try:
+        terms = [
+            (gi * v).sum()
+            for gi, v in zip(g, tans, strict=True)
+            if gi is not None and gi.requires_grad
+        ]
+        if not terms:  # the gradient does not depend on the inputs: the HVP is 0
+            return [None] * len(floats), 0.0
+        h = grad([sum(terms)], floats, [torch.ones(())], False)
+        return [None if x is None else _tensor_to_numpy(x) for x in h], 0.0
+    except Exception as e:
+        first = _torch_ad_failure(e)
+    base = [_numpy_to_tensor(a, None) for a in prep.leaves]
+    try:
+        argnums = tuple(range(len(floats)))
+        gfn = torch.func.grad(lambda *f: float_outs(call(base, f))[0], argnums=argnums)
+        primals = tuple(x.detach() for x in floats)
+        _, h = torch.func.jvp(gfn, primals, tuple(tans))
+        notes.append(
+            "torch HVP by forward-over-reverse (torch.func.jvp of torch.func.grad; "
+            f"double backward failed: {first})"
+        )
+        return [_tensor_to_numpy(x) for x in h], 0.0
+    except Exception as e:
+        second = _torch_ad_failure(e)
+    try:
+        h, err = _fd_hvp(torch, prep, call, float_outs)
+    except Exception as e:
+        third = _torch_ad_failure(e)
+        notes.append(
+            f"HVP skipped: PyTorch computes no second derivative here ({first}; {second}; "
+            f"finite differences of its gradient failed: {third})"
+        )
+        return None, 0.0
+    notes.append(
+        "torch HVP by central differences of torch's gradient (no second derivative in "
+        f"torch: {first}; {second}); its error estimate {err:.3g} is added to the hvp rows' atol"
+    )
+    return h, err
+
+
+def _fd_hvp(
+    torch: Any,
+    prep: Prepared,
+    call: Callable[..., Any],
+    float_outs: Callable[[Any], list[Any]],
+) -> tuple[list[np.ndarray | None], float]:
+    """Central differences of torch's gradient along the tangents, with an error estimate.
+
+    ``D(h) = (g(x + h v) - g(x - h v)) / 2h`` at ``h = eps^(1/3) max(1, |x|) / |v|``; the
+    bound is ``max|D(h) - D(2h)|`` (three times the O(h^2) truncation of ``D(h)``) plus the
+    rounding of the gradient (``4 eps |g| / h``) and of the displaced point
+    (``2 eps^(2/3) |D|``), all in the call's precision.
+    """
+    xs = [prep.leaves[i] for i in prep.float_idx]
+    vs = [np.asarray(t, np.float64) for t in prep.tangents]
+    eps = float(jnp.finfo(prep.dtype).eps)
+    xmax = max((float(np.max(np.abs(x))) for x in xs if x.size), default=0.0)
+    vmax = max((float(np.max(np.abs(v))) for v in vs if v.size), default=0.0)
+    if vmax == 0 or not np.isfinite(xmax):
+        return [np.zeros(x.shape, x.dtype) for x in xs], 0.0
+
+    def gradient(points: list[np.ndarray]) -> list[np.ndarray]:
+        leaves = [_numpy_to_tensor(a, None) for a in prep.leaves]
+        fl = [_numpy_to_tensor(p, None).requires_grad_(True) for p in points]
+        out = float_outs(call(leaves, fl))[0]
+        if not out.requires_grad:
+            return [np.zeros(p.shape) for p in points]
+        gs = torch.autograd.grad(out, fl, allow_unused=True)
+        return [
+            np.zeros(p.shape) if x is None else _tensor_to_numpy(x).astype(np.float64)
+            for p, x in zip(points, gs, strict=True)
+        ]
+
+    def central(h: float) -> tuple[list[np.ndarray], float]:
+        plus = gradient([(x + h * v).astype(x.dtype) for x, v in zip(xs, vs, strict=True)])
+        minus = gradient([(x - h * v).astype(x.dtype) for x, v in zip(xs, vs, strict=True)])
+        gmax = max((float(np.max(np.abs(a))) for a in plus + minus if a.size), default=0.0)
+        return [(p - m) / (2 * h) for p, m in zip(plus, minus, strict=True)], gmax
+
+    h = eps ** (1 / 3) * max(1.0, xmax) / vmax
+    d1, g1 = central(h)
+    d2, g2 = central(2 * h)
+    amax = lambda arrs: max((float(np.max(np.abs(a))) for a in arrs if a.size), default=0.0)
+    err = (
+        amax([a - b for a, b in zip(d1, d2, strict=True)])
+        + 4 * eps * max(g1, g2) / h
+        + 2 * eps ** (2 / 3) * amax(d1)
+    )
+    return [d.astype(x.dtype) for d, x in zip(d1, xs, strict=True)], err

@@ -24,7 +24,15 @@ import optax
 
 from funcdiff import _report
 from funcdiff._config import scoped
-from funcdiff._validation import check_int, check_positive_float
+from funcdiff._validation import (
+    UserFunctionError,
+    call_user,
+    check_callable,
+    check_int,
+    check_optional_callable,
+    check_positive_float,
+    user_function,
+)
 from funcdiff.parity import _transforms as T
 from funcdiff.parity._torch import require_torch
 
@@ -38,6 +46,9 @@ __all__ = [
 
 SUPPORTED_OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")
 SUPPORTED_SCHEDULERS = ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR")
+
+#: Most steps :func:`compare_optimizers` takes (it keeps every step's parameters).
+MAX_STEPS = 1_000_000
 
 #: Default tolerance of :func:`compare_optimizers` on the largest parameter difference.
 DEFAULT_TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
@@ -373,6 +384,11 @@ def _as_numpy_leaves(params: Any) -> tuple[list[np.ndarray], Any]:
         out.append(arr)
     if len({a.dtype for a in out}) > 1:
         raise TypeError("Expected all `params` leaves to share one dtype, got a mix.")
+    if not any(a.size for a in out):
+        raise ValueError(
+            f"Expected `params` to hold at least one number, got only empty arrays "
+            f"{[a.shape for a in out]}; there is nothing to optimise."
+        )
     return out, treedef
 
 
@@ -381,7 +397,7 @@ def _run_jax(
 ) -> tuple[Any, jax.Array]:
     def step(carry: Any, _: Any) -> tuple[Any, tuple[Any, jax.Array]]:
         params, state = carry
-        loss, grads = jax.value_and_grad(jax_loss)(params)
+        loss, grads = jax.value_and_grad(lambda p: call_user("jax_loss", jax_loss, p))(params)
         updates, state = tx.update(grads, state, params)
         params = optax.apply_updates(params, updates)
         return (params, state), (params, loss)
@@ -392,6 +408,22 @@ def _run_jax(
         return trajectory, losses
 
     return run(p0)
+
+
+def _check_torch_loss(torch: Any, loss: Any) -> None:
+    """The torch loss must be a one-element tensor attached to the graph (``backward`` needs it)."""
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        got = (
+            f"a tensor of shape {tuple(loss.shape)}"
+            if isinstance(loss, torch.Tensor)
+            else type(loss).__name__
+        )
+        raise UserFunctionError(
+            f"Expected the function passed as `torch_loss` to return a scalar torch.Tensor "
+            f"computed from its argument, got {got}; compute it with torch operations on the "
+            "tensors it is given (no .item(), NumPy or Python floats).",
+            argument="torch_loss",
+        )
 
 
 def compare_optimizers(
@@ -428,12 +460,20 @@ def compare_optimizers(
       where the trajectories separated.
 
     Raises:
-      TypeError: ``params`` leaves are not float32/float64, or ``make_torch_optimizer`` did
-        not return an optimizer.
-      NotImplementedError, ValueError: as :func:`optax_like`.
+      TypeError: ``params`` leaves are not float32/float64, a function argument is not
+        callable, or ``make_torch_optimizer`` did not return an optimizer.
+      ValueError: ``params`` empty, ``steps`` not in 1 .. 1_000_000; as :func:`optax_like`.
+      NotImplementedError: as :func:`optax_like`.
+      UserFunctionError: ``make_torch_optimizer``, ``scheduler``, ``jax_loss`` or
+        ``torch_loss`` raised, is not jit-compatible (``jax_loss``), or ``torch_loss`` did
+        not return a scalar tensor.
     """
     torch = require_torch()
-    steps = check_int("steps", steps)
+    check_callable("make_torch_optimizer", make_torch_optimizer)
+    check_callable("jax_loss", jax_loss)
+    check_callable("torch_loss", torch_loss)
+    check_optional_callable("scheduler", scheduler)
+    steps = check_int("steps", steps, maximum=MAX_STEPS, why="every step's parameters are kept")
     leaves, treedef = _as_numpy_leaves(params)
     dtype = str(leaves[0].dtype)
     tol = (
@@ -442,13 +482,17 @@ def compare_optimizers(
         else check_positive_float("tolerance", tolerance)
     )
     tensors = [torch.tensor(a.copy(), requires_grad=True) for a in leaves]
-    optimizer = make_torch_optimizer(tensors)
+    with user_function("make_torch_optimizer"):
+        optimizer = make_torch_optimizer(tensors)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(
             f"Expected `make_torch_optimizer` to return a torch.optim.Optimizer, got "
             f"{type(optimizer).__name__}."
         )
-    sched = scheduler(optimizer) if scheduler is not None else None
+    sched = None
+    if scheduler is not None:
+        with user_function("scheduler"):
+            sched = scheduler(optimizer)
     tx = optax_like(optimizer, sched)
     name = type(optimizer).__name__ + ("" if sched is None else f" + {type(sched).__name__}")
 
@@ -457,8 +501,11 @@ def compare_optimizers(
     tree = jax.tree_util.tree_unflatten(treedef, tensors)
     for k in range(steps):
         optimizer.zero_grad()
-        loss = torch_loss(tree)
-        loss.backward()
+        with user_function("torch_loss"):
+            loss = torch_loss(tree)
+        _check_torch_loss(torch, loss)
+        with user_function("torch_loss"):
+            loss.backward()
         optimizer.step()
         if sched is not None:
             sched.step()

@@ -21,10 +21,16 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from funcdiff._report import table
+from funcdiff._validation import (
+    as_prng_key,
+    check_choice,
+    check_optional_callable,
+    user_function,
+)
 from funcdiff.parity import _golden
 from funcdiff.parity import _measure as M
 from funcdiff.parity._compare import ParityResult, ParityRow, _run
-from funcdiff.parity._golden import GoldenFile
+from funcdiff.parity._golden import GoldenError, GoldenFile
 from funcdiff.parity._torch import require_torch, torch_available
 
 __all__ = [
@@ -217,11 +223,76 @@ def _load_catalog() -> tuple[Any, ...]:
 def _check_dtypes(dtypes: Sequence[str]) -> tuple[str, ...]:
     if isinstance(dtypes, str):
         dtypes = (dtypes,)
-    out = tuple(dtypes)
-    bad = [d for d in out if d not in DTYPES]
+    try:
+        out = tuple(str(d) if isinstance(d, str) else d for d in dtypes)
+    except TypeError:
+        raise TypeError(
+            f"Expected `dtypes` to be a sequence of names from {DTYPES}, got "
+            f"{type(dtypes).__name__}."
+        ) from None
+    bad = [d for d in out if not isinstance(d, str) or d not in DTYPES]
     if bad or not out:
         raise ValueError(f"Expected `dtypes` from {DTYPES}, got {list(out)}.")
     return out
+
+
+_CASE_FIELDS = ("jax_fn", "torch_fn", "make_args")
+
+
+def _check_cases(cases: Any) -> tuple[Any, ...]:
+    """``cases`` as a tuple of objects with the ``Case`` fields, or a TypeError naming one."""
+    if isinstance(cases, str | bytes) or not isinstance(cases, Sequence | tuple | list):
+        raise TypeError(
+            f"Expected `cases` to be a sequence of funcdiff.parity.Case (or None for the "
+            f"catalog), got {type(cases).__name__}."
+        )
+    for i, c in enumerate(cases):
+        if not isinstance(getattr(c, "name", None), str) or not all(
+            callable(getattr(c, f, None)) for f in _CASE_FIELDS
+        ):
+            raise TypeError(
+                f"Expected `cases[{i}]` to be a funcdiff.parity.Case (a name and callable "
+                f"jax_fn, torch_fn, make_args), got {type(c).__name__}."
+            )
+    return tuple(cases)
+
+
+def _check_pattern(pattern: Any) -> str | None:
+    if pattern is not None and not isinstance(pattern, str):
+        raise TypeError(
+            f"Expected `pattern` to be a glob or substring (str) or None, got "
+            f"{type(pattern).__name__}."
+        )
+    return pattern
+
+
+def _check_key(key: Any) -> Any:
+    """None, an int seed >= 0 (NumPy seeds the cotangents) or a PRNG key."""
+    if key is None:
+        return None
+    if isinstance(key, int | np.integer) and not isinstance(key, bool):
+        if key < 0:
+            raise ValueError(f"Expected `key` as an int seed to be >= 0, got {key}.")
+        return int(key)
+    return as_prng_key("key", key)
+
+
+def _check_path(name: str, path: Any) -> Path | None:
+    if path is None:
+        return None
+    if not isinstance(path, str | Path):
+        raise TypeError(
+            f"Expected `{name}` to be a str or pathlib.Path, got {type(path).__name__}."
+        )
+    if Path(path).is_dir():
+        raise GoldenError(f"Expected `{name}` to be a golden file, got the directory {path}.")
+    return Path(path)
+
+
+def _report_progress(progress: Any, outcome: CaseOutcome, done: int, total: int) -> None:
+    if progress is not None:
+        with user_function("progress"):
+            progress(outcome, done, total)
 
 
 def _outcome(case: Any, dtype: str, result: ParityResult) -> CaseOutcome:
@@ -258,13 +329,19 @@ def run_catalog(
       A :class:`CatalogReport`; ``ok`` unless a case failed or raised.
 
     Raises:
+      TypeError: ``cases`` is not a sequence of cases (the message names the first bad one),
+        ``pattern`` not a string, ``progress`` not callable, bad ``key`` or ``golden_path``.
       ValueError: unknown dtype or reference, or no case matches ``pattern``.
-      GoldenError: ``reference="golden"`` and the file is missing or unreadable.
+      GoldenError: ``reference="golden"`` and the file is missing, a directory or unreadable.
+      UserFunctionError: ``progress`` raised.
     """
     dts = _check_dtypes(dtypes)
-    if reference not in ("auto", "torch", "golden"):
-        raise ValueError(f"Expected `reference` in ('auto', 'torch', 'golden'), got {reference!r}.")
-    chosen = select_cases(_load_catalog() if cases is None else cases, pattern)
+    reference = check_choice("reference", reference, ("auto", "torch", "golden"))  # type: ignore[assignment]
+    pattern = _check_pattern(pattern)
+    key = _check_key(key)
+    golden_path = _check_path("golden_path", golden_path)
+    check_optional_callable("progress", progress)
+    chosen = select_cases(_load_catalog() if cases is None else _check_cases(cases), pattern)
     if not chosen:
         raise ValueError(f"No catalog case matches `pattern` {pattern!r}.")
     live = reference == "torch" or (reference == "auto" and torch_available())
@@ -276,8 +353,7 @@ def run_catalog(
         for case in chosen:
             outcome = _run_case(case, dtype, torch, golden, key, ref)
             outcomes.append(outcome)
-            if progress is not None:
-                progress(outcome, len(outcomes), total)
+            _report_progress(progress, outcome, len(outcomes), total)
     return CatalogReport(tuple(outcomes), ref, dts)
 
 
@@ -339,10 +415,15 @@ def regenerate_golden(
 
     Raises:
       ImportError: PyTorch is not installed.
+      TypeError, ValueError, GoldenError, UserFunctionError: as :func:`run_catalog` (a
+        directory as ``path`` is a GoldenError).
     """
     torch = require_torch()
     dts = _check_dtypes(dtypes)
-    chosen = select_cases(_load_catalog() if cases is None else cases, pattern)
+    pattern = _check_pattern(pattern)
+    path = _check_path("path", path)
+    check_optional_callable("progress", progress)
+    chosen = select_cases(_load_catalog() if cases is None else _check_cases(cases), pattern)
     if not chosen:
         raise ValueError(f"No catalog case matches `pattern` {pattern!r}.")
     path = Path(path or _golden.GOLDEN_PATH)
@@ -356,6 +437,5 @@ def regenerate_golden(
     for dtype in dts:
         for case in chosen:
             outcomes.append(_run_case(case, dtype, torch, None, None, ref, record=gf))
-            if progress is not None:
-                progress(outcomes[-1], len(outcomes), total)
+            _report_progress(progress, outcomes[-1], len(outcomes), total)
     return gf.save(), CatalogReport(tuple(outcomes), ref, dts)

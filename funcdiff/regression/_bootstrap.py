@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcdiff._validation import is_prng_key
+from funcdiff._validation import check_bool, is_prng_key
 from funcdiff.regression import _data
 from funcdiff.regression._fit import (
     build_run,
@@ -111,8 +111,20 @@ def bootstrap(key: Any, x: Any, y: Any, n_resamples: int, **fit_kwargs: Any) -> 
         raise TypeError(f"Expected `n_resamples` to be an integer >= 1, got {n_resamples!r}.")
     if n_resamples < 1:
         raise ValueError(f"Expected `n_resamples` to be an integer >= 1, got {n_resamples}.")
+    if n_resamples > _data.MAX_EPOCHS:
+        raise ValueError(
+            f"Expected `n_resamples` to be an integer <= {_data.MAX_EPOCHS:_}, got "
+            f"{int(n_resamples):_}."
+        )
     data = _data.check_data(x, y)
     epochs = _data.check_epochs(fit_kwargs.get("epochs", 500))
+    if n_resamples * epochs > _data.MAX_EPOCHS:
+        raise ValueError(
+            f"Expected `n_resamples` * `epochs` <= {_data.MAX_EPOCHS:_}, got {int(n_resamples):_} "
+            f"* {epochs:_}: every resample records every epoch's loss. Use fewer resamples "
+            "or epochs."
+        )
+    throw = check_bool("throw", fit_kwargs.get("throw", True))
     log_every = _data.check_log_every(fit_kwargs.get("log_every", 100))
     batch_size = fit_kwargs.get("batch_size")
     optimizer, loss, method = check_settings(
@@ -129,7 +141,7 @@ def bootstrap(key: Any, x: Any, y: Any, n_resamples: int, **fit_kwargs: Any) -> 
             optimizer, loss, epochs, log_every, batch_size, method, int(n_resamples), data.n
         )
     out = run(key, data.x, data.y, params)
-    check_outcome(out, bool(fit_kwargs.get("throw", True)))
+    check_outcome(out, throw)
     return to_result(out)
 
 

@@ -62,7 +62,10 @@ def _dtype_of(name: str, a: Any) -> np.dtype:
 
 @functools.lru_cache(maxsize=64)
 def _is_real(dtype: Any) -> bool:
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:  # PRNG key dtypes and other extended dtypes
+        return False
     if dtype == np.bool_:
         return False
     return bool(jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer))
@@ -123,6 +126,12 @@ def check_data(x: Any, y: Any) -> Data:
     return Data(x, y, n, p, _common_float(dx, dy, x64_enabled()))
 
 
+def short(value: Any) -> str:
+    """A one-line repr of ``value`` for messages (at most 60 characters)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def param_shapes(p: int | None) -> dict[str, tuple[int, ...]]:
     """The shapes of the params dict for ``x`` with ``p`` columns (None: 1-D ``x``)."""
     return {"intercept": (), "coef": () if p is None else (p,)}
@@ -161,11 +170,23 @@ def check_params(params: Any, data: Data) -> dict[str, Any]:
     return out
 
 
-def check_epochs(epochs: Any) -> int:
+MAX_EPOCHS = 100_000_000
+"""Most epochs one fit takes: the run keeps every epoch's loss (400 MB of float32 at this
+limit) and counts epochs in int32."""
+
+
+def check_epochs(epochs: Any, name: str = "epochs") -> int:
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral):
-        raise TypeError(f"Expected `epochs` to be an integer >= 1, got {epochs!r}.")
+        raise TypeError(f"Expected `{name}` to be an integer >= 1, got {epochs!r}.")
+    epochs = int(epochs)
     if epochs <= 0:
-        raise ValueError(f"Expected `epochs` to be an integer >= 1, got {epochs}.")
+        raise ValueError(f"Expected `{name}` to be an integer >= 1, got {epochs}.")
+    if epochs > MAX_EPOCHS:
+        raise ValueError(
+            f"Expected `{name}` to be an integer <= {MAX_EPOCHS:_}, got {int(epochs):_}: the "
+            "run records every epoch's loss. Split the training into several fit calls, "
+            "passing the last params on."
+        )
     return int(epochs)
 
 
@@ -180,6 +201,11 @@ def check_log_every(log_every: Any) -> int:
 def check_batch(batch_size: Any, key: Any, n: int) -> tuple[int | None, Any]:
     """Validates ``batch_size`` (None: full batch) and its PRNG ``key``."""
     if batch_size is None:
+        if key is not None and not is_prng_key(key) and not _raw_key(key):
+            raise TypeError(
+                f"Expected `key` to be a PRNG key such as jax.random.key(0) or None, got "
+                f"{short(key)}."
+            )
         return None, None
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
         raise TypeError(f"Expected `batch_size` to be an integer or None, got {batch_size!r}.")
@@ -201,6 +227,10 @@ def check_batch(batch_size: Any, key: Any, n: int) -> tuple[int | None, Any]:
     else:
         raise TypeError(f"Expected `key` to be a PRNG key such as jax.random.key(0), got {key!r}.")
     return batch_size, key
+
+
+def _raw_key(key: Any) -> bool:
+    return hasattr(key, "shape") and tuple(key.shape) == (2,) and key.dtype == np.uint32
 
 
 def check_mesh(mesh: Any, n: int) -> Mesh | None:

@@ -27,6 +27,7 @@ from jax import lax
 from jax.sharding import PartitionSpec
 from jax.typing import ArrayLike
 
+from funcdiff._validation import call_user, check_bool, check_choice, is_prng_key
 from funcdiff.regression import _data
 from funcdiff.regression._result import DIVERGED, OK, FitLog, FitResult
 
@@ -41,18 +42,85 @@ class DivergenceError(FloatingPointError, ValueError):
     """The loss became NaN or inf during :func:`fit` (raised when ``throw=True``)."""
 
 
-def mse(pred: jax.Array, y: jax.Array) -> jax.Array:
-    """Mean squared error, the tutorial's ``mean((y - pred)**2)``."""
+def _numeric(name: str, a: Any) -> jax.Array:
+    """``a`` as a JAX array of real numbers, or a TypeError naming ``name``."""
+    try:
+        if isinstance(a, str | bytes):  # jnp.asarray would read a string as a dtype name
+            raise TypeError
+        arr = jnp.asarray(a)
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError(
+            f"Expected `{name}` to be an array of numbers JAX can hold, got "
+            f"{type(a).__name__} {_data.short(a)}."
+        ) from None
+    if is_prng_key(arr):
+        raise TypeError(f"Expected `{name}` to hold real numbers, got a PRNG key.")
+    if arr.dtype == jnp.bool_ or jnp.issubdtype(arr.dtype, jnp.complexfloating):
+        raise TypeError(f"Expected `{name}` to hold real numbers, got dtype {arr.dtype}.")
+    return arr
+
+
+def mse(pred: ArrayLike, y: ArrayLike) -> jax.Array:
+    """Mean squared error, the tutorial's ``mean((y - pred)**2)``.
+
+    Args:
+      pred: predictions, any shape.
+      y: targets of the same shape (not broadcast: (3, 1) against (3,) would silently average
+        a 3 x 3 matrix of differences).
+
+    Raises:
+      TypeError: not arrays of real numbers.
+      ValueError: ``pred`` and ``y`` of different shapes.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> float(mse(jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0])))
+      2.0
+    """
+    pred, y = _numeric("pred", pred), _numeric("y", y)
+    if pred.shape != y.shape:
+        hint = " Flatten the predictions with pred.ravel()." if pred.size == y.size else ""
+        raise ValueError(
+            f"Expected `pred` and `y` of the same shape, got {pred.shape} and {y.shape} "
+            f"(mse does not broadcast).{hint}"
+        )
     return jnp.mean((y - pred) ** 2)
 
 
 def predict(params: Mapping[str, ArrayLike], x: ArrayLike) -> jax.Array:
-    """The linear model ``intercept + x * coef`` (1-D ``x``) or ``intercept + x @ coef``."""
-    x = jnp.asarray(x)
-    coef = jnp.asarray(params["coef"])
-    intercept = jnp.asarray(params["intercept"])
+    """The linear model ``intercept + x * coef`` (1-D ``x``) or ``intercept + x @ coef``.
+
+    Args:
+      params: ``{"intercept": shape (), "coef": shape () or (p,)}`` (e.g. ``fit(...).params``).
+      x: inputs: any shape with a scalar ``coef``; last axis of size ``p`` with ``coef`` (p,).
+
+    Raises:
+      TypeError: ``params`` is not a mapping with keys ``"coef"`` and ``"intercept"``, or holds
+        non-numbers; ``x`` not an array of numbers.
+      ValueError: ``coef`` of rank > 1, or ``x`` whose last axis does not match it.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> print(predict({"intercept": 1.0, "coef": 2.0}, jnp.array([0.0, 1.0])))
+      [1. 3.]
+    """
+    if not isinstance(params, Mapping) or not {"coef", "intercept"} <= set(params):
+        got = sorted(map(str, params)) if isinstance(params, Mapping) else type(params).__name__
+        raise TypeError(
+            f'Expected `params` to be a dict with keys ["coef", "intercept"], got {got}.'
+        )
+    x = _numeric("x", x)
+    coef = _numeric("params['coef']", params["coef"])
+    intercept = _numeric("params['intercept']", params["intercept"])
     if coef.ndim == 0:
         return intercept + coef * x
+    if coef.ndim > 1 or x.ndim == 0 or x.shape[-1] != coef.shape[0]:
+        raise ValueError(
+            f"Expected `x` with a last axis of size {coef.shape[0]} for `params['coef']` of "
+            f"shape {coef.shape}, got `x` of shape {x.shape}."
+            if coef.ndim == 1
+            else f"Expected `params['coef']` of shape () or (p,), got {coef.shape}."
+        )
     return intercept + jnp.dot(x, coef, precision=_HIGHEST)
 
 
@@ -152,7 +220,7 @@ def make_objective(loss: Callable[..., Any], dtype: Any) -> Callable[..., jax.Ar
     """``(params, x, y) -> scalar``, checking at trace time that ``loss`` returns a scalar."""
 
     def objective(params: dict[str, jax.Array], x: jax.Array, y: jax.Array) -> jax.Array:
-        value = jnp.asarray(loss(predict(params, x), y))
+        value = jnp.asarray(call_user("loss", loss, predict(params, x), y))
         if value.shape != ():
             raise TypeError(
                 f"Expected `loss` to return a scalar, got shape {value.shape}. "
@@ -388,8 +456,7 @@ def check_settings(
         )
     if method is None:
         method = "autodiff"
-    if method not in _METHODS:
-        raise ValueError(f"Expected `method` to be one of {_METHODS}, got {method!r}.")
+    method = check_choice("method", method, _METHODS)
     if loss is None:
         loss = mse
     elif not callable(loss):
@@ -477,6 +544,7 @@ def fit(
     call = _boundary(
         x, y, optimizer, epochs, params, loss, batch_size, key, log_every, mesh, method
     )
+    throw = check_bool("throw", throw)
     run = cached_run(*call.settings)
     out = run(call.x, call.y, call.params, call.key)
     result = to_result(out)
@@ -610,7 +678,7 @@ def fit_in_chunks(
     ``fit`` itself never pays it.
     """
     call = _boundary_from_kwargs(x, y, kwargs)
-    chunk_epochs = _data.check_epochs(chunk_epochs)
+    chunk_epochs = _data.check_epochs(chunk_epochs, "chunk_epochs")
     prepare, advance, finish = _chunk_programs(*call.settings)
     epochs, log_every = call.settings[2], call.settings[3]
     chunk_epochs = -(-chunk_epochs // log_every) * log_every  # chunks start on logged epochs
