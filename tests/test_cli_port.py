@@ -122,7 +122,6 @@ def test_x64_and_train_flags(factories, capsys):
         (["nocolon", "portfactories:jax_loaded", "--input", "2,3"], "module:function"),
         (["nosuchmodule:f", "portfactories:jax_loaded", "--input", "2,3"], "cannot import"),
         (["portfactories:nothing", "portfactories:jax_loaded", "--input", "2,3"], "no function"),
-        (["portfactories:broken", "portfactories:jax_loaded", "--input", "2,3"], "boom"),
         (["portfactories:torch_model", "portfactories:jax_loaded", "--input", "2,x,3"], "SHAPE"),
         (["portfactories:torch_model", "portfactories:jax_loaded", "--input", "2,3,cplx"], "dtype"),
         (["portfactories:torch_model", "portfactories:jax_loaded", "--input", "2,5"], "raised"),
@@ -132,6 +131,12 @@ def test_usage_errors_exit_2_with_one_line(factories, capsys, argv, message):
     assert main(["port", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_factory_that_raises_exits_1_as_the_users_failure(factories, capsys):
+    assert main(["port", "portfactories:broken", "portfactories:jax_loaded", "--input", "2,3"]) == 1
+    err = capsys.readouterr().err
+    assert "TORCH_FACTORY raised RuntimeError: boom" in err and err.count("\n") == 1
 
 
 def test_parse_input():

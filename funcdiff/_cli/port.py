@@ -15,8 +15,9 @@ current directory on ``sys.path``:
 Each ``--input`` is one random input: ``4,3,32,32`` (float32 normal, float64 with ``--x64``),
 ``4,3,32,32,float64``, or ``2,7,int64`` (integers in [0, 2)); seeded by ``--seed``.
 
-Exit codes: 0 the models agree, 1 they disagree, 2 a usage error (bad factory, input, or a
-model that raises), one line on stderr.
+Exit codes (the policy of ``funcdiff._cli``): 0 the models agree; 1 they disagree, or a
+factory raised; 2 the command line is wrong (a factory that cannot be imported, a malformed
+``--input``, inputs the models reject); one line on stderr.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         torch_module = make_torch()
     except Exception as e:
-        raise CLIError(f"TORCH_FACTORY raised {type(e).__name__}: {e}") from None
+        raise CLIError(f"TORCH_FACTORY raised {type(e).__name__}: {e}", EXIT_FAILED) from None
     if not isinstance(torch_module, torch.nn.Module):
         raise CLIError(
             f"TORCH_FACTORY returned {type(torch_module).__name__}, expected a torch.nn.Module"
@@ -171,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         jax_model = make_jax(torch_module) if given_torch else make_jax()
     except Exception as e:
-        raise CLIError(f"JAX_FACTORY raised {type(e).__name__}: {e}") from None
+        raise CLIError(f"JAX_FACTORY raised {type(e).__name__}: {e}", EXIT_FAILED) from None
     try:
         if not given_torch:
             jax_model = load_torch_weights(jax_model, torch_module).model
