@@ -1,0 +1,134 @@
+"""Porting a 2-layer ``torch.nn.LSTM`` to Flax NNX and to Equinox, checked with ``compare_model``.
+
+The PyTorch side: ``nn.LSTM(8, 16, num_layers=2, batch_first=True)`` followed by a linear head
+applied at every time step. Two ports:
+
+- Flax NNX: two ``nnx.RNN(nnx.LSTMCell(...))`` layers. ``nnx.LSTMCell`` has one Linear per
+  gate for the input (``ii, if_, ig, io``, *no bias*) and one per gate for the hidden state
+  (``hi, hf, hg, ho``, with bias): torch's ``weight_ih_l{k}`` (4H, in) splits into the four
+  gates in torch's order i, f, g, o, transposed, and the hidden Linears' bias is torch's
+  ``bias_ih + bias_hh`` (flax has no input bias: google/flax#3746).
+- Equinox: two ``eqx.nn.LSTMCell`` run by ``lax.scan`` and ``vmap`` over the batch. The cell
+  keeps torch's fused layout (``weight_ih`` (4H, in), ``weight_hh`` (4H, H), gates i, f, g, o)
+  with one ``bias`` = ``bias_ih + bias_hh``.
+
+``load_torch_weights`` does both layouts; ``compare_model`` compares the outputs, every
+parameter gradient (by torch name) and the activation gradients in float64 and float32.
+
+Run:  PYTHONPATH=. python examples/port_lstm.py
+
+Sample output:
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+from flax import nnx
+
+import funcdiff
+
+IN, HIDDEN, OUT, LAYERS = 8, 16, 4, 2
+
+
+# ---- the PyTorch original -------------------------------------------------------------------
+
+
+class TorchSequenceModel(torch.nn.Module):
+    """A 2-layer LSTM and a per-step linear head; ``(batch, time, IN) -> (batch, time, OUT)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = torch.nn.LSTM(IN, HIDDEN, num_layers=LAYERS, batch_first=True)
+        self.head = torch.nn.Linear(HIDDEN, OUT)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return self.head(out)
+
+
+# ---- the Flax NNX port ----------------------------------------------------------------------
+
+
+class SequenceModel(nnx.Module):
+    """NNX port: ``lstm`` is a list of ``nnx.RNN`` layers (one per torch layer)."""
+
+    def __init__(self, *, dtype=jnp.float32, rngs: nnx.Rngs) -> None:
+        kw = {"dtype": dtype, "param_dtype": dtype, "rngs": rngs}
+        sizes = [IN] + [HIDDEN] * LAYERS
+        self.lstm = nnx.List([nnx.RNN(nnx.LSTMCell(sizes[k], HIDDEN, **kw)) for k in range(LAYERS)])
+        self.head = nnx.Linear(HIDDEN, OUT, **kw)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for layer in self.lstm:
+            x = layer(x)  # zero initial carry, like torch without (h0, c0)
+        return self.head(x)
+
+
+# ---- the Equinox port -----------------------------------------------------------------------
+
+
+class EqxSequenceModel(eqx.Module):
+    """Equinox port: a tuple of ``eqx.nn.LSTMCell`` scanned over time, vmapped over the batch."""
+
+    lstm: tuple[eqx.nn.LSTMCell, ...]
+    head: eqx.nn.Linear
+
+    def __init__(self, *, dtype=jnp.float32, key: jax.Array) -> None:
+        keys = jax.random.split(key, LAYERS + 1)
+        sizes = [IN] + [HIDDEN] * LAYERS
+        self.lstm = tuple(
+            eqx.nn.LSTMCell(sizes[k], HIDDEN, dtype=dtype, key=keys[k]) for k in range(LAYERS)
+        )
+        self.head = eqx.nn.Linear(HIDDEN, OUT, dtype=dtype, key=keys[-1])
+
+    def _one(self, seq: jax.Array) -> jax.Array:
+        for cell in self.lstm:
+            zeros = jnp.zeros((cell.hidden_size,), seq.dtype)
+
+            def step(carry, xt, cell=cell):
+                h, c = cell(xt, carry)
+                return (h, c), h
+
+            _, seq = jax.lax.scan(step, (zeros, zeros), seq)
+        return jax.vmap(self.head)(seq)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jax.vmap(self._one)(x)
+
+
+# ---- building them, and the comparison ------------------------------------------------------
+
+
+def make_models(dtype: str = "float32", seed: int = 0):
+    """``(torch model, NNX port, Equinox port)``, each with its own random weights.
+
+    float64 models must be built inside ``funcdiff.scoped(x64=True)``.
+    """
+    torch.manual_seed(seed)
+    torch_model = TorchSequenceModel().to(getattr(torch, dtype))
+    nnx_model = SequenceModel(dtype=jnp.dtype(dtype), rngs=nnx.Rngs(seed))
+    eqx_model = EqxSequenceModel(dtype=jnp.dtype(dtype), key=jax.random.key(seed))
+    return torch_model, nnx_model, eqx_model
+
+
+def make_input(batch: int = 3, length: int = 10, dtype: str = "float32", seed: int = 0):
+    """A batch of sequences ``(batch, length, IN)``, the same array for both frameworks."""
+    return np.random.default_rng(seed).standard_normal((batch, length, IN)).astype(dtype)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=3)
+    parser.add_argument("--length", type=int, default=10)
+    args = parser.parse_args()
+    print(args, funcdiff)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Porting a ResNet-18 from PyTorch to Flax NNX, checked layer by layer with ``compare_model``.
+
+The PyTorch side is written the way torchvision writes its BasicBlock ResNet (torchvision's
+wheel does not load with the CPU torch build here): conv 7x7/2 with padding 3, BatchNorm, ReLU,
+max-pool 3/2 with padding 1, four stages of two BasicBlocks (the first block of stages 2-4
+downsamples with a 1x1 conv + BatchNorm), global average pool, fc. The NNX port keeps every
+convention torch has and flax does not:
+
+- explicit symmetric padding (``padding=((1, 1), (1, 1))``): flax's ``'SAME'`` pads a strided
+  convolution asymmetrically and is off by O(1) at stride 2;
+- BatchNorm with torch's momentum 0.1 (flax's ``momentum=0.9``), epsilon 1e-5, running
+  statistics kept in the parameters' dtype (``nnx.BatchNorm`` keeps them in float32) and the
+  running variance updated with the *unbiased* batch variance, as torch does
+  (``nnx.BatchNorm`` uses the biased one);
+- the model takes torch's NCHW input and transposes it once to NHWC.
+
+The weights are copied with ``load_torch_weights`` (OIHW -> HWIO, weight -> scale,
+running_mean/var -> mean/var, fc weight transposed), then ``compare_model`` runs both models
+forward and backward and compares every layer's output, every parameter's gradient (named by
+its torch name) and every layer's activation gradient, in float64 and float32, eval and train
+mode (train: batch statistics and the updated running statistics).
+
+Run:  PYTHONPATH=. python examples/port_resnet.py [--batch 4] [--size 64]
+
+Sample output (--batch 2 --size 32):
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+from flax import nnx
+
+import funcdiff
+
+# ---- the PyTorch original (torchvision's BasicBlock ResNet) ---------------------------------
+
+
+class TorchBasicBlock(torch.nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class TorchResNet18(torch.nn.Module):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        widths, cin = (64, 128, 256, 512), 64
+        for i, cout in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            blocks = [TorchBasicBlock(cin, cout, stride), TorchBasicBlock(cout, cout)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            cin = cout
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512, num_classes)
+        for m in self.modules():  # torchvision's initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+# ---- the Flax NNX port ----------------------------------------------------------------------
+
+
+class BatchNorm2d(nnx.BatchNorm):
+    """``nnx.BatchNorm`` with torch's conventions, for NHWC inputs.
+
+    momentum 0.1 in torch's sense (``momentum=0.9`` here), epsilon 1e-5, running statistics
+    stored in ``dtype`` (flax stores them in float32 whatever the inputs), normalisation with
+    the biased batch variance and the running variance updated with the unbiased one
+    (``n / (n - 1)``), as ``torch.nn.BatchNorm2d`` does.
+    """
+
+    def __init__(self, num_features: int, *, dtype: jnp.dtype, rngs: nnx.Rngs) -> None:
+        super().__init__(
+            num_features,
+            momentum=0.9,
+            epsilon=1e-5,
+            dtype=dtype,
+            param_dtype=dtype,
+            use_fast_variance=False,
+            rngs=rngs,
+        )
+        self.mean = nnx.BatchStat(jnp.zeros((num_features,), dtype))
+        self.var = nnx.BatchStat(jnp.ones((num_features,), dtype))
+
+    def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:  # type: ignore[override]
+        use_running = (
+            self.use_running_average if use_running_average is None else use_running_average
+        )
+        axes = tuple(range(x.ndim - 1))
+        if use_running:
+            mean, var = self.mean[...], self.var[...]
+        else:
+            n = int(np.prod([x.shape[a] for a in axes]))
+            mean = x.mean(axes)
+            var = jnp.mean(jnp.square(x - mean), axes)  # biased: what torch normalises with
+            m = self.momentum
+            unbiased = jax.lax.stop_gradient(var) * (n / max(n - 1, 1))
+            self.mean[...] = m * self.mean[...] + (1 - m) * jax.lax.stop_gradient(mean)
+            self.var[...] = m * self.var[...] + (1 - m) * unbiased
+        y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+        return y * self.scale[...] + self.bias[...]
+
+
+def conv(cin: int, cout: int, k: int, stride: int, pad: int, dtype: jnp.dtype, rngs: nnx.Rngs):
+    """``nn.Conv2d(cin, cout, k, stride, padding=pad, bias=False)`` in NNX (symmetric padding)."""
+    return nnx.Conv(
+        cin,
+        cout,
+        (k, k),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        use_bias=False,
+        dtype=dtype,
+        param_dtype=dtype,
+        rngs=rngs,
+    )
+
+
+class BasicBlock(nnx.Module):
+    def __init__(self, cin: int, cout: int, stride: int, *, dtype, rngs: nnx.Rngs) -> None:
+        self.conv1 = conv(cin, cout, 3, stride, 1, dtype, rngs)
+        self.bn1 = BatchNorm2d(cout, dtype=dtype, rngs=rngs)
+        self.conv2 = conv(cout, cout, 3, 1, 1, dtype, rngs)
+        self.bn2 = BatchNorm2d(cout, dtype=dtype, rngs=rngs)
+        self.downsample: nnx.Sequential | None = nnx.data(None)
+        if stride != 1 or cin != cout:
+            self.downsample = nnx.Sequential(
+                conv(cin, cout, 1, stride, 0, dtype, rngs),
+                BatchNorm2d(cout, dtype=dtype, rngs=rngs),
+            )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = nnx.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return nnx.relu(out + identity)
+
+
+class ResNet18(nnx.Module):
+    """The NNX port; takes torch's NCHW input and returns the logits."""
+
+    def __init__(self, num_classes: int = 10, *, dtype=jnp.float32, rngs: nnx.Rngs) -> None:
+        self.conv1 = conv(3, 64, 7, 2, 3, dtype, rngs)
+        self.bn1 = BatchNorm2d(64, dtype=dtype, rngs=rngs)
+        widths, cin = (64, 128, 256, 512), 64
+        for i, cout in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            blocks = [
+                BasicBlock(cin, cout, stride, dtype=dtype, rngs=rngs),
+                BasicBlock(cout, cout, 1, dtype=dtype, rngs=rngs),
+            ]
+            setattr(self, f"layer{i + 1}", nnx.Sequential(*blocks))
+            cin = cout
+        self.fc = nnx.Linear(512, num_classes, dtype=dtype, param_dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = jnp.transpose(x, (0, 2, 3, 1))  # NCHW (torch) -> NHWC (flax)
+        x = nnx.relu(self.bn1(self.conv1(x)))
+        x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(x.mean(axis=(1, 2)))
+
+
+# ---- building both, and the comparison ------------------------------------------------------
+
+
+def make_models(dtype: str = "float32", seed: int = 0) -> tuple[TorchResNet18, ResNet18]:
+    """The torch model (random torchvision init) and an NNX port with its own random weights.
+
+    float64 models must be built inside ``funcdiff.scoped(x64=True)``.
+    """
+    torch.manual_seed(seed)
+    torch_model = TorchResNet18().to(getattr(torch, dtype))
+    jax_model = ResNet18(dtype=jnp.dtype(dtype), rngs=nnx.Rngs(seed))
+    return torch_model, jax_model
+
+
+def make_input(batch: int, size: int, dtype: str = "float32", seed: int = 0) -> np.ndarray:
+    """A batch of NCHW images, the same array for both frameworks."""
+    return np.random.default_rng(seed).standard_normal((batch, 3, size, size)).astype(dtype)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--size", type=int, default=64)
+    args = parser.parse_args()
+    print(args, funcdiff)
+
+
+if __name__ == "__main__":
+    main()
