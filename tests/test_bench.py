@@ -28,6 +28,7 @@ IMPLS = {
     "torch-gradcheck-fast",
     "jax-check-grads",
     "numpy-pass",
+    "jax-jit",
 }
 MACHINE = ("cpu", "cores", "memory", "device", "python", "jax", "jaxlib", "optax", "torch")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,7 +78,7 @@ def test_tiny_run_writes_table_and_plots(tiny_run):
     pytest.importorskip("matplotlib")
     out, _ = tiny_run
     md = (out / "results.md").read_text()
-    for case in ("seed-grad", "regression", "gradcheck", "bootstrap", "parity"):
+    for case in ("seed-grad", "regression", "gradcheck", "bootstrap", "parity", "port"):
         assert f"## {case}" in md
     for name in ("time_vs_size.png", "speedup.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -227,3 +228,15 @@ def test_cli_missing_device_is_one_line_exit_1(tmp_path, capsys):
     assert main(["bench", "--device", "gpu", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "No gpu device" in err
+
+
+def test_port_case_names_what_is_missing(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import funcdiff.parity
+
+    monkeypatch.delattr(funcdiff.parity, "compare_model", raising=False)
+    report = run_bench(out=tmp_path, level="tiny", cases=["port"], progress=False, plots=False)
+    assert report.records == ()
+    (skip,) = report.skipped
+    assert (skip.case, skip.impl) == ("port", "funcdiff")
+    assert "funcdiff.parity.compare_model" in skip.note
