@@ -196,12 +196,21 @@ class ResNet18(nnx.Module):
 
 
 def make_models(dtype: str = "float32", seed: int = 0) -> tuple[TorchResNet18, ResNet18]:
-    """The torch model (random torchvision init) and an NNX port with its own random weights.
+    """The torch model (torchvision's init, BatchNorm randomised) and an NNX port with its own
+    random weights.
 
     float64 models must be built inside ``funcdiff.scoped(x64=True)``.
     """
     torch.manual_seed(seed)
-    torch_model = TorchResNet18().to(getattr(torch, dtype))
+    torch_model = TorchResNet18()
+    with torch.no_grad():  # as if trained: BatchNorm at its init is close to the identity
+        for m in torch_model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+    torch_model = torch_model.to(getattr(torch, dtype))
     jax_model = ResNet18(dtype=jnp.dtype(dtype), rngs=nnx.Rngs(seed))
     return torch_model, jax_model
 

@@ -42,11 +42,10 @@ D_MODEL, HEADS, FF, LAYERS = 32, 4, 64, 2
 # ---- the PyTorch original -------------------------------------------------------------------
 
 
-class TorchEncoder(torch.nn.Module):
+class TorchEncoder(torch.nn.TransformerEncoder):
     """``nn.TransformerEncoder``; ``forward(x, pad)`` with ``pad`` True at padding positions."""
 
     def __init__(self, norm_first: bool) -> None:
-        super().__init__()
         layer = torch.nn.TransformerEncoderLayer(
             D_MODEL,
             HEADS,
@@ -57,10 +56,10 @@ class TorchEncoder(torch.nn.Module):
             norm_first=norm_first,
         )
         # enable_nested_tensor=False: torch's inference fast path would zero padded positions.
-        self.encoder = torch.nn.TransformerEncoder(layer, LAYERS, enable_nested_tensor=False)
+        super().__init__(layer, LAYERS, enable_nested_tensor=False)
 
-    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x, src_key_padding_mask=pad)
+    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x, src_key_padding_mask=pad)
 
 
 # ---- the Flax NNX port ----------------------------------------------------------------------
