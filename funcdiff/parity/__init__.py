@@ -65,6 +65,12 @@ from funcdiff.parity._torch import (
     require_torch,
     torch_available,
 )
+from funcdiff.parity.models import (
+    WeightMapping,
+    WeightRow,
+    export_torch_weights,
+    load_torch_weights,
+)
 
 __all__ = [
     "DEFAULT_TOLERANCES",
@@ -78,6 +84,8 @@ __all__ = [
     "OptimizerParityResult",
     "ParityResult",
     "ParityRow",
+    "WeightMapping",
+    "WeightRow",
     "abs_like_torch",
     "atan2_like_torch",
     "catalog",
@@ -85,6 +93,7 @@ __all__ = [
     "compare",
     "compare_optimizers",
     "divergences",
+    "export_torch_weights",
     "fmax_like_torch",
     "from_torch",
     "gelu_like_torch",
@@ -93,6 +102,7 @@ __all__ = [
     "hard_sigmoid_like_torch",
     "hardtanh_like_torch",
     "leaky_relu_like_torch",
+    "load_torch_weights",
     "max_like_torch",
     "median_like_torch",
     "min_like_torch",
