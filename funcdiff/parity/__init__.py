@@ -66,10 +66,16 @@ from funcdiff.parity._torch import (
     torch_available,
 )
 from funcdiff.parity.models import (
+    Finding,
+    LayerRow,
+    ModelParityResult,
+    ParamRow,
     WeightMapping,
     WeightRow,
+    compare_model,
     export_torch_weights,
     load_torch_weights,
+    tap,
 )
 
 __all__ = [
@@ -80,8 +86,12 @@ __all__ = [
     "CatalogReport",
     "Divergence",
     "DivergenceMeasurement",
+    "Finding",
     "GoldenError",
+    "LayerRow",
+    "ModelParityResult",
     "OptimizerParityResult",
+    "ParamRow",
     "ParityResult",
     "ParityRow",
     "WeightMapping",
@@ -91,6 +101,7 @@ __all__ = [
     "catalog",
     "clip_like_torch",
     "compare",
+    "compare_model",
     "compare_optimizers",
     "divergences",
     "export_torch_weights",
@@ -114,6 +125,7 @@ __all__ = [
     "run_catalog",
     "softplus_like_torch",
     "std_like_torch",
+    "tap",
     "to_torch",
     "torch_available",
     "var_like_torch",

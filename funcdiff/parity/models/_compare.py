@@ -1,0 +1,598 @@
+"""``compare_model``: a JAX port against its torch module, layer by layer, forward and backward.
+
+The data path: boundary checks -> align the two module trees (names, then kind and order) ->
+run a deep copy of the torch module with hooks and the JAX model as one jitted forward+VJP
+with recording wrappers (:mod:`._capture`, :mod:`._instrument`) -> compare every aligned
+layer's output, input and output gradient with the row rule of :func:`funcdiff.parity.compare`
+(``|jax - torch| <= atol + rtol |torch|``, NaN/inf in the same places, default tolerances per
+dtype) -> locate the first divergence -> the convention check -> a :class:`ModelParityResult`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcdiff._config import scoped
+from funcdiff._validation import check_positive_float, is_float_dtype
+from funcdiff.parity import _measure as M
+from funcdiff.parity._compare import ParityRow, compare_arrays
+from funcdiff.parity._torch import require_torch
+from funcdiff.parity.models import _conventions as C
+from funcdiff.parity.models._capture import Recorder, capture_torch, recording
+from funcdiff.parity.models._instrument import instrument, jax_modules, layer_fn
+from funcdiff.parity.models._pairing import (
+    act_to_jax,
+    act_to_torch,
+    align_layers,
+    layout_of,
+    param_pairs,
+)
+from funcdiff.parity.models._report import Finding, LayerRow, ModelParityResult, ParamRow
+
+__all__ = ["compare_model"]
+
+
+def _framework(jax_model: Any, torch: Any) -> str:
+    if isinstance(jax_model, torch.nn.Module):
+        raise TypeError(
+            "Expected `jax_model` to be a Flax NNX module, an Equinox module or a function, got "
+            f"the torch module {type(jax_model).__name__}; the torch model is the second argument."
+        )
+    try:
+        from flax import nnx
+
+        if isinstance(jax_model, nnx.Module):
+            return "nnx"
+    except ImportError:
+        pass
+    try:
+        import equinox as eqx
+
+        if isinstance(jax_model, eqx.Module):
+            return "equinox"
+    except ImportError:
+        pass
+    if callable(jax_model):
+        return "function"
+    raise TypeError(
+        "Expected `jax_model` to be a Flax NNX module, an Equinox module or a function of the "
+        f"inputs, got {type(jax_model).__name__}."
+    )
+
+
+def _loss_pair(loss: Any) -> tuple[Callable[..., Any] | None, Callable[..., Any] | None]:
+    if loss is None:
+        return None, None
+    if isinstance(loss, tuple | list) and len(loss) == 2 and all(map(callable, loss)):
+        return loss[0], loss[1]
+    if callable(loss):
+        return loss, loss
+    raise TypeError(
+        "Expected `loss` to be a function of the model outputs returning a scalar (written for "
+        f"both frameworks) or a pair (jax_loss, torch_loss), got {type(loss).__name__}."
+    )
+
+
+def _inputs(inputs: tuple[Any, ...]) -> list[np.ndarray]:
+    if not inputs:
+        raise TypeError("Expected at least one input array after `torch_module`, got none.")
+    out = []
+    for i, x in enumerate(inputs):
+        if hasattr(x, "detach"):
+            x = x.detach().cpu().numpy()
+        try:
+            a = np.asarray(x)
+        except Exception:
+            a = np.asarray(None)
+        if a.dtype == object or a.dtype.kind not in "biuf":
+            raise TypeError(
+                f"Expected `inputs[{i}]` to be a real NumPy/JAX array, got {type(x).__name__}."
+            )
+        out.append(a)
+    return out
+
+
+def _first_float(tree: Any) -> Any:
+    return next(
+        (
+            v
+            for v in jax.tree_util.tree_leaves(tree)
+            if hasattr(v, "dtype") and is_float_dtype(np.dtype(v.dtype))
+        ),
+        None,
+    )
+
+
+def compare_model(
+    jax_model: Any,
+    torch_module: Any,
+    *inputs: Any,
+    loss: Any = None,
+    train: bool = False,
+    isolate: bool = False,
+    rtol: float | None = None,
+    atol: float | None = None,
+    key: Any = None,
+) -> ModelParityResult:
+    """Compares a JAX port with its torch module layer by layer, forward and backward.
+
+    Both models get the same ``inputs`` (torch's layout: a channels-last NNX model transposes
+    in its own ``__call__``). Aligned layers: torch modules and JAX submodules of the same
+    dotted name (``layers.`` containers and Sequential indices reconciled), then leftover
+    layers of the same kind in definition order; for a pure function, :func:`tap` names.
+    Activations are converted from JAX's layout by shape (identical, channels-last, or
+    sequence/batch swapped).
+
+    Compared, with :func:`funcdiff.parity.compare`'s row rule and tolerances (dtype from the
+    inputs: any float64 input runs both in float64 with x64 on for this call; matmuls at full
+    precision in both, restored afterwards): every aligned layer's output and inputs; the model
+    outputs; the gradient at every layer output and model input; every parameter gradient (by
+    its torch name, in torch's layout) under ``loss`` or a seeded random output cotangent; in
+    training mode the updated BatchNorm running statistics. ``first_divergence`` is the first
+    layer (forward-hook order, so a child before its block) whose output fails while its
+    inputs pass; when the forward agrees, the layer whose backward turns a good output gradient
+    into a bad input gradient, else the owner of the first bad parameter gradient or statistic.
+    The convention check (:mod:`funcdiff.parity.models._conventions`) fills ``diagnosis``.
+
+    Args:
+      jax_model: a ``flax.nnx.Module``, an ``equinox.Module`` (called as ``model(*inputs)``)
+        or a pure function of the inputs with :func:`tap` calls. Not modified: a copy is
+        instrumented.
+      torch_module: the ``torch.nn.Module``; a deep copy runs (cast to the inputs' dtype).
+      *inputs: arrays (NumPy, JAX or torch), given to both models.
+      loss: a function of the model output returning a scalar, usable with both frameworks,
+        or a pair ``(jax_loss, torch_loss)``; default: a seeded random output cotangent.
+      train: training-mode forward (batch statistics) and running statistics compared. Dropout
+        with a rate > 0 is refused (masks cannot be reproduced).
+      isolate: also run every aligned JAX layer on torch's own input to it.
+      rtol: relative tolerance for every row (default per dtype).
+      atol: absolute tolerance for every row (default per dtype).
+      key: ``jax.random.key`` or int seed for the output cotangent (default 0).
+
+    Returns:
+      A :class:`ModelParityResult`.
+
+    Raises:
+      TypeError: a bad model, input, ``loss`` or ``key``.
+      ValueError: dropout active with ``train=True``; a model that raises (the message names
+        the framework and the error).
+      ImportError: torch (or flax/equinox for such a model) missing.
+
+    Examples:
+      >>> import numpy as np, torch
+      >>> from flax import nnx
+      >>> from funcdiff.parity import compare_model, load_torch_weights
+      >>> tm = torch.nn.Sequential(torch.nn.Linear(3, 2))
+      >>> class Port(nnx.Module):
+      ...     def __init__(self):
+      ...         self.layers = nnx.List([nnx.Linear(3, 2, rngs=nnx.Rngs(0))])
+      ...     def __call__(self, x):
+      ...         return self.layers[0](x)
+      >>> jm = Port()
+      >>> jm.layers[0].kernel[...] = tm[0].weight.detach().numpy().T
+      >>> jm.layers[0].bias[...] = tm[0].bias.detach().numpy()
+      >>> r = compare_model(jm, tm, np.ones((4, 3), np.float32))
+      >>> r.ok, r.first_divergence, [x.torch_name for x in r.layers]
+      (True, None, ['input[0]', '0', 'output'])
+    """
+    torch = require_torch()
+    if not isinstance(torch_module, torch.nn.Module):
+        raise TypeError(
+            f"Expected `torch_module` to be a torch.nn.Module, got {type(torch_module).__name__}."
+        )
+    framework = _framework(jax_model, torch)
+    jloss, tloss = _loss_pair(loss)
+    tol = {
+        k: None if v is None else check_positive_float(k, v) if v != 0 else 0.0
+        for k, v in (("rtol", rtol), ("atol", atol))
+    }
+    for flag, value in (("train", train), ("isolate", isolate)):
+        if not isinstance(value, bool):
+            raise TypeError(f"Expected `{flag}` to be a bool, got {type(value).__name__}.")
+    xs = _inputs(inputs)
+    floats = [x for x in xs if is_float_dtype(x.dtype)]
+    if not floats:
+        raise TypeError("Expected at least one floating-point input (gradients need one).")
+    x64 = any(x.dtype == np.float64 for x in floats)
+    dtype = "float64" if x64 else str(max((x.dtype for x in floats), key=lambda d: np.finfo(d).eps))
+    rng = M._seed_rng(key)
+    tdtype = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16}.get(
+        dtype, torch.float32
+    )
+    if train:
+        for name, m in torch_module.named_modules():
+            if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0:
+                raise ValueError(
+                    f"`train=True` with dropout p={m.p} in the torch module at `{name}`: dropout "
+                    "masks cannot be reproduced across frameworks. Pass both models with dropout "
+                    "0 (or compare in eval mode)."
+                )
+    torch_names = [n for n, _ in torch_module.named_modules() if n]
+    torch_tree = tuple(
+        (n, type(m).__name__, n.count(".")) for n, m in torch_module.named_modules() if n
+    )
+    notes: list[str] = []
+    with scoped(x64=x64, matmul_precision="highest"), M.torch_precision(torch, float64=x64):
+        if framework == "function":
+            pairs: list[tuple[str, str, str]] = []
+            hook_names = torch_names
+        else:
+            jmods = [(p, m) for p, m in jax_modules(jax_model, framework) if _callable_layer(m)]
+            pairs = align_layers(torch_module, jmods)
+            hook_names = [t for t, _, _ in pairs]
+        prog = instrument(jax_model, framework, [j for _, j, _ in pairs], train=train)
+        jxs = [jnp.asarray(x) for x in xs]
+        fidx = [i for i, x in enumerate(xs) if is_float_dtype(x.dtype)]
+        rec = Recorder()
+
+        def forward(params: Any, rest: Any, *fl: Any) -> tuple[Any, Any]:
+            full = list(jxs)
+            for i, v in zip(fidx, fl, strict=True):
+                full[i] = v
+            return prog.run(params, rest, tuple(full))
+
+        with recording(rec):
+            try:
+                out_spec = jax.eval_shape(
+                    lambda p, rest, *fl: forward(p, rest, *fl)[0],
+                    prog.params,
+                    prog.rest,
+                    *[jxs[i] for i in fidx],
+                )
+            except Exception as e:
+                raise ValueError(
+                    f"The JAX model ({framework}) raised on the inputs: {type(e).__name__}: {e}"
+                ) from None
+        trace_order = list(rec.order)
+        if framework == "function":
+            taps = {k.split("#")[0] for k in trace_order}
+            pairs = [
+                (n, n, type(torch_module.get_submodule(n)).__name__)
+                for n in torch_names
+                if n in taps
+            ]
+            hook_names = [t for t, _, _ in pairs]
+            missing = sorted(taps - set(torch_names))
+            if missing:
+                notes.append(f"taps without a torch module of that name: {', '.join(missing)}")
+        jout_leaves = [
+            v for v in jax.tree_util.tree_leaves(out_spec) if is_float_dtype(np.dtype(v.dtype))
+        ]
+        cots_holder: dict[str, list[np.ndarray]] = {}
+
+        def draw(outs: list[np.ndarray]) -> list[np.ndarray]:
+            cots = [rng.standard_normal(o.shape).astype(o.dtype) for o in outs]
+            cots_holder["c"] = cots
+            return cots
+
+        try:
+            tc = capture_torch(
+                torch,
+                torch_module,
+                xs,
+                hook_names,
+                train=train,
+                dtype=tdtype,
+                cotangents=None if tloss is not None else draw,
+                loss=tloss,
+            )
+        except Exception as e:
+            raise ValueError(
+                f"The torch module {type(torch_module).__name__} raised on the inputs: "
+                f"{type(e).__name__}: {e}"
+            ) from None
+        if len(jout_leaves) != len(tc.outputs):
+            raise ValueError(
+                f"The JAX model returns {len(jout_leaves)} float arrays, the torch module "
+                f"{len(tc.outputs)}; return the same outputs from both."
+            )
+        jcots = None
+        if tloss is None:
+            jcots = [
+                act_to_jax(c, tuple(s.shape))
+                for c, s in zip(cots_holder["c"], jout_leaves, strict=True)
+            ]
+
+        def core(params: Any, rest: Any, fl: list[Any], cots: Any) -> Any:
+            rec.begin_trace()
+            if jloss is not None:
+
+                def scalar(p: Any, *f: Any) -> Any:
+                    out, new_rest = forward(p, rest, *f)
+                    return jloss(out), (out, new_rest)
+
+                (_, (out, new_rest)), grads = jax.value_and_grad(
+                    scalar, argnums=tuple(range(len(fl) + 1)), has_aux=True
+                )(params, *fl)
+                return out, grads, new_rest
+            out, vjp, new_rest = jax.vjp(
+                lambda p, *f: forward(p, rest, *f), params, *fl, has_aux=True
+            )
+            leaves, tdef = jax.tree_util.tree_flatten(out)
+            it = iter(cots)
+            ct = [
+                next(it)
+                if is_float_dtype(np.dtype(v.dtype))
+                else np.zeros(v.shape, jax.dtypes.float0)
+                for v in leaves
+            ]
+            return out, vjp(jax.tree_util.tree_unflatten(tdef, ct)), new_rest
+
+        with recording(rec):
+            try:
+                out, grads, new_rest = jax.jit(core)(
+                    prog.params, prog.rest, [jxs[i] for i in fidx], jcots
+                )
+                jax.block_until_ready(grads)
+            except Exception as e:
+                raise ValueError(
+                    f"The JAX model ({framework}) raised in the forward/backward run: "
+                    f"{type(e).__name__}: {e}"
+                ) from None
+        r, a = tol["rtol"], tol["atol"]
+        rows = _layer_rows(
+            pairs, tc, rec, prog, xs, fidx, grads, out, r, a, isolate, notes, torch_module
+        )
+        prows = _param_rows(pairs, tc, prog, grads[0], new_rest, torch_module, train, r, a, notes)
+        findings = C.check_conventions(
+            pairs,
+            torch_module,
+            prog,
+            rec,
+            dtype=dtype,
+            train=train,
+            trace_order=trace_order,
+            torch_order=tc.pre_order,
+        )
+    first = _first_divergence(rows, prows, pairs)
+    base = (first or "").split("#")[0]
+    if base and base in torch_names and not any(f.layer == base for f in findings):
+        findings = [*findings, *C.suspect(base, torch_module.get_submodule(base), None)]
+    findings = _order_findings(findings, first)
+    return ModelParityResult(
+        tuple(rows), tuple(prows), first, tuple(findings), dtype, train, tuple(notes), torch_tree
+    )
+
+
+def _callable_layer(m: Any) -> bool:
+    name = type(m).__name__
+    return callable(m) and name not in ("List", "Dict", "Sequence", "Variable")
+
+
+def _row_or_none(
+    kind: str,
+    path: str,
+    a: np.ndarray | None,
+    b: np.ndarray | None,
+    r: Any,
+    t: Any,
+    prefer: str | None = None,
+) -> ParityRow | None:
+    if a is None or b is None:
+        return None
+    return compare_arrays(
+        kind, path, act_to_torch(a, b.shape, prefer), b, r, t, check_dtype=kind == "value"
+    )
+
+
+def _worst(rows: list[ParityRow]) -> ParityRow | None:
+    if not rows:
+        return None
+    fails = [x for x in rows if not x.passed]
+    return fails[0] if fails else max(rows, key=lambda x: x.excess)
+
+
+def _layer_rows(
+    pairs, tc, rec, prog, xs, fidx, grads, out, r, a, isolate, notes, torch_module
+) -> list[LayerRow]:
+    rows: list[LayerRow] = []
+    for n, i in enumerate(fidx):
+        g = np.asarray(grads[n + 1])
+        tg = tc.input_grads[i]
+        rows.append(
+            LayerRow(
+                f"input[{i}]",
+                f"input[{i}]",
+                "input",
+                None,
+                None,
+                _row_or_none("grad", f"input[{i}]", g, tg, r, a),
+            )
+        )
+    jmap = {j: t for t, j, _ in pairs}
+    kinds = {t: k for t, _, k in pairs}
+    tj = {t: j for t, j, _ in pairs}
+    del jmap
+    for tkey in tc.pre_order:
+        base, _, occ = tkey.partition("#")
+        jpath = tj.get(base)
+        if jpath is None:
+            continue
+        jkey = jpath if not occ else f"{jpath}#{occ}"
+        jv, tv = rec.value(jkey), tc.values.get(tkey)
+        note = "" if jv is not None else "not called on the JAX side"
+        jins, tins = rec.layer_inputs(jkey), tc.inputs.get(tkey)
+        pref = layout_of(jins[0].shape, tins[0].shape) if jins and tins else None
+        fwd = _row_or_none("value", tkey, jv, tv, r, a, pref)
+        grad = _row_or_none("grad", tkey, rec.grad(jkey), tc.grads.get(tkey), r, a, pref)
+        inrow = None
+        if jins is not None and tins is not None and len(jins) == len(tins) and jins:
+            inrow = _worst(
+                [
+                    compare_arrays(
+                        "value", f"{tkey} input", act_to_torch(j, t.shape, pref), t, r, a
+                    )
+                    for j, t in zip(jins, tins, strict=True)
+                ]
+            )
+        iso = None
+        if isolate and tv is not None and jins is not None and tins is not None:
+            fn = layer_fn(prog, rec, jkey, jpath)
+            if fn is None or len(jins) != len(tins):
+                note = note or "not isolated (inputs could not be paired)"
+            else:
+                try:
+                    conv = [
+                        jnp.asarray(act_to_jax(t, j.shape, pref))
+                        for t, j in zip(tins, jins, strict=True)
+                    ]
+                    res = _first_float(fn(*conv))
+                    iso = compare_arrays(
+                        "value",
+                        f"{tkey} isolated",
+                        act_to_torch(np.asarray(res), tv.shape, pref),
+                        tv,
+                        r,
+                        a,
+                    )
+                except Exception as e:
+                    note = f"isolated run failed: {type(e).__name__}: {str(e)[:80]}"
+        rows.append(
+            LayerRow(tkey, jkey, kinds.get(base, ""), fwd, iso, grad, inrow, base.count("."), note)
+        )
+    jleaves = [v for v in jax.tree_util.tree_leaves(out) if is_float_dtype(np.dtype(v.dtype))]
+    for k, (jo, to) in enumerate(zip(jleaves, tc.outputs, strict=True)):
+        name = "output" if len(tc.outputs) == 1 else f"output[{k}]"
+        rows.append(
+            LayerRow(
+                name,
+                name,
+                "output",
+                _row_or_none("value", name, np.asarray(jo), to, r, a),
+                None,
+                None,
+            )
+        )
+    return rows
+
+
+def _param_rows(
+    pairs, tc, prog, pgrads, new_rest, torch_module, train, r, a, notes
+) -> list[ParamRow]:
+    if prog.framework == "function":
+        if tc.param_grads:
+            notes.append("pure function: parameter gradients not compared (no JAX parameters)")
+        return []
+    out: list[ParamRow] = []
+    gpaths = prog.param_paths(pgrads)
+    matched, unmatched = param_pairs(pairs, torch_module, gpaths, prog)
+    for tname, jpath, conv in matched:
+        tg = tc.param_grads.get(tname)
+        if tg is None:
+            continue
+        out.append(
+            ParamRow(
+                tname,
+                jpath,
+                "grad",
+                compare_arrays(
+                    "grad",
+                    tname,
+                    conv(np.asarray(gpaths[jpath]), tg.shape),
+                    tg,
+                    r,
+                    a,
+                    check_dtype=False,
+                ),
+            )
+        )
+    if unmatched:
+        notes.append(
+            f"parameters not paired (gradients not compared): {', '.join(unmatched[:8])}"
+            + (" ..." if len(unmatched) > 8 else "")
+        )
+    if train and tc.buffers:
+        spaths = prog.param_paths(new_rest)
+        smatched, _ = param_pairs(pairs, torch_module, spaths, prog, buffers=True)
+        for tname, jpath, conv in smatched:
+            tb = tc.buffers.get(tname)
+            if tb is None:
+                continue
+            out.append(
+                ParamRow(
+                    tname,
+                    jpath,
+                    "state",
+                    compare_arrays(
+                        "state",
+                        tname,
+                        conv(np.asarray(spaths[jpath]), tb.shape),
+                        tb,
+                        r,
+                        a,
+                        check_dtype=False,
+                    ),
+                )
+            )
+    return out
+
+
+def _first_divergence(rows: list[LayerRow], prows: list[ParamRow], pairs: Any) -> str | None:
+    layers = [x for x in rows if x.kind not in ("input", "output")]
+    # forward: post-order (a child finishes before its block), output fails, inputs pass
+    post = sorted(layers, key=lambda x: _post_rank(x, layers))
+    for x in post:
+        if (
+            x.forward is not None
+            and not x.forward.passed
+            and x.inputs is not None
+            and x.inputs.passed
+            and (x.isolated is None or not x.isolated.passed)
+        ):
+            return x.torch_name
+    for x in post:
+        if x.forward is not None and not x.forward.passed:
+            return x.torch_name
+    outs = [x for x in rows if x.kind == "output"]
+    if any(x.forward is not None and not x.forward.passed for x in outs):
+        return outs[0].torch_name
+    # backward: the layer after the last (in execution order) bad activation gradient
+    seq = [x for x in rows if x.kind == "input"] + post
+    bad = [k for k, x in enumerate(seq) if x.grad is not None and not x.grad.passed]
+    if bad:
+        k = bad[-1]
+        nxt = next(
+            (
+                x
+                for x in seq[k + 1 :]
+                if x.kind != "input" and not _is_ancestor(x.torch_name, seq[k].torch_name)
+            ),
+            None,
+        )
+        if nxt is None:  # the gradient at the model output itself: the loss differs
+            return next((x.torch_name for x in rows if x.kind == "output"), seq[k].torch_name)
+        return nxt.torch_name
+    for p in prows:
+        if not p.passed:
+            owners = [t for t, _, _ in pairs if p.torch_name.startswith(t + ".")]
+            return max(owners, key=len) if owners else p.torch_name
+    return None
+
+
+def _is_ancestor(a: str, b: str) -> bool:
+    return b.startswith(a.split("#")[0] + ".")
+
+
+def _post_rank(x: LayerRow, layers: list[LayerRow]) -> tuple[int, ...]:
+    """Forward-hook order from pre-order: a block ranks after its last descendant."""
+    idx = layers.index(x)
+    last = idx
+    for k in range(idx + 1, len(layers)):
+        if _is_ancestor(x.torch_name, layers[k].torch_name):
+            last = k
+        else:
+            break
+    return (last, -x.depth)
+
+
+def _order_findings(findings: list[Finding], first: str | None) -> list[Finding]:
+    return sorted(findings, key=lambda f: (f.layer != (first or "").split("#")[0],))
+
+
+_ = copy
