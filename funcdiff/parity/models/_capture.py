@@ -66,6 +66,33 @@ class CallInfo:
     other_arrays: bool  # non-float array inputs (masks, indices): isolation is skipped
 
 
+def _send(store: Callable[[Any], Any], v: Any) -> Any:
+    """``v`` unchanged, its exact value handed to ``store`` on the host.
+
+    XLA may run a host callback on one of its worker threads, where a scoped
+    ``jax.enable_x64`` (thread-local) is off: 64-bit callback operands and results are then
+    canonicalised to 32 bits (the callback raises "Incorrect output dtype", or the host sees
+    rounded values). So 64-bit values travel bit-cast to pairs of uint32 and are viewed back
+    on the host, and the callback returns an int8 zero that is added to ``v`` (keeping the
+    callback in the program) instead of ``v`` itself.
+    """
+    dtype = np.dtype(jnp.result_type(v))
+    wide = dtype.itemsize == 8 and dtype.kind == "f"
+    payload = jax.lax.bitcast_convert_type(v, jnp.uint32) if wide else v
+
+    def host(p: Any) -> Any:
+        a = np.asarray(p)
+        if wide:
+            a = np.ascontiguousarray(a).view(dtype)[..., 0]
+        store(a)
+        return np.zeros(a.shape, np.int8)
+
+    zero = jax.pure_callback(
+        host, jax.ShapeDtypeStruct(jnp.shape(v), jnp.int8), payload, vmap_method="expand_dims"
+    )
+    return v + zero.astype(dtype)
+
+
 class Recorder:
     """Collects tapped values and cotangents during one JAX run (see the module docstring).
 
@@ -102,13 +129,12 @@ class Recorder:
 
     def identity(self, key: str, x: Any, *, grad: bool) -> Any:
         """``x`` unchanged; its value (and, with ``grad``, its cotangent) sent to the host."""
-        sds = jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
         fwd_store = self._store(self.values, key)
         bwd_store = self._store(self.grads, key) if grad else None
 
         @jax.custom_vjp
         def ident(v: Any) -> Any:
-            return jax.pure_callback(fwd_store, sds, v, vmap_method="expand_dims")
+            return _send(fwd_store, v)
 
         def fwd(v: Any) -> tuple[Any, None]:
             return ident(v), None
@@ -116,20 +142,18 @@ class Recorder:
         def bwd(_: None, g: Any) -> tuple[Any]:
             if bwd_store is None:
                 return (g,)
-            gs = jax.ShapeDtypeStruct(jnp.shape(g), jnp.result_type(g))
-            return (jax.pure_callback(bwd_store, gs, g, vmap_method="expand_dims"),)
+            return (_send(bwd_store, g),)
 
         ident.defvjp(fwd, bwd)
         return ident(x)
 
     def input(self, key: str, x: Any) -> Any:
         """``x`` unchanged; its value sent to the host (one float input of a layer call)."""
-        sds = jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
         store = self._store(self.inputs, key)
 
         @jax.custom_vjp
         def ident(v: Any) -> Any:
-            return jax.pure_callback(store, sds, v, vmap_method="expand_dims")
+            return _send(store, v)
 
         ident.defvjp(lambda v: (ident(v), None), lambda _, g: (g,))
         return ident(x)
