@@ -3,14 +3,15 @@
 The PyTorch side: ``nn.LSTM(8, 16, num_layers=2, batch_first=True)`` followed by a linear head
 applied at every time step. Two ports:
 
-- Flax NNX: two ``nnx.RNN(nnx.LSTMCell(...))`` layers. ``nnx.LSTMCell`` has one Linear per
-  gate for the input (``ii, if_, ig, io``, *no bias*) and one per gate for the hidden state
-  (``hi, hf, hg, ho``, with bias): torch's ``weight_ih_l{k}`` (4H, in) splits into the four
-  gates in torch's order i, f, g, o, transposed, and the hidden Linears' bias is torch's
-  ``bias_ih + bias_hh`` (flax has no input bias: google/flax#3746).
-- Equinox: two ``eqx.nn.LSTMCell`` run by ``lax.scan`` and ``vmap`` over the batch. The cell
-  keeps torch's fused layout (``weight_ih`` (4H, in), ``weight_hh`` (4H, H), gates i, f, g, o)
-  with one ``bias`` = ``bias_ih + bias_hh``.
+- Flax NNX: an ``LSTM`` module holding two ``nnx.RNN(nnx.LSTMCell(...))`` layers (one JAX
+  module for torch's one ``nn.LSTM``, so the trees align by name). ``nnx.LSTMCell`` has one
+  Linear per gate for the input (``ii, if_, ig, io``, *no bias*) and one per gate for the
+  hidden state (``hi, hf, hg, ho``, with bias): torch's ``weight_ih_l{k}`` (4H, in) splits into
+  the four gates in torch's order i, f, g, o, transposed, and the hidden Linears' bias is
+  torch's ``bias_ih + bias_hh`` (flax has no input bias: google/flax#3746).
+- Equinox: an ``EqxLSTM`` of two ``eqx.nn.LSTMCell`` run by ``lax.scan``, vmapped over the
+  batch. The cell keeps torch's fused layout (``weight_ih`` (4H, in), ``weight_hh`` (4H, H),
+  gates i, f, g, o) with one ``bias`` = ``bias_ih + bias_hh``.
 
 ``load_torch_weights`` does both layouts; ``compare_model`` compares the outputs, every
 parameter gradient (by torch name) and the activation gradients in float64 and float32.
@@ -55,40 +56,54 @@ class TorchSequenceModel(torch.nn.Module):
 # ---- the Flax NNX port ----------------------------------------------------------------------
 
 
-class SequenceModel(nnx.Module):
-    """NNX port: ``lstm`` is a list of ``nnx.RNN`` layers (one per torch layer)."""
+class LSTM(nnx.Module):
+    """``nn.LSTM(num_layers=L, batch_first=True)``: one ``nnx.RNN(nnx.LSTMCell)`` per layer.
 
-    def __init__(self, *, dtype=jnp.float32, rngs: nnx.Rngs) -> None:
+    One module for torch's one module, so the two trees align by name (``lstm`` <-> ``lstm``).
+    """
+
+    def __init__(self, in_features: int, hidden: int, num_layers: int, *, dtype, rngs) -> None:
+        sizes = [in_features] + [hidden] * num_layers
         kw = {"dtype": dtype, "param_dtype": dtype, "rngs": rngs}
-        sizes = [IN] + [HIDDEN] * LAYERS
-        self.lstm = nnx.List([nnx.RNN(nnx.LSTMCell(sizes[k], HIDDEN, **kw)) for k in range(LAYERS)])
-        self.head = nnx.Linear(HIDDEN, OUT, **kw)
+        self.layers = nnx.List(
+            [nnx.RNN(nnx.LSTMCell(sizes[k], hidden, **kw)) for k in range(num_layers)]
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        for layer in self.lstm:
+        for layer in self.layers:
             x = layer(x)  # zero initial carry, like torch without (h0, c0)
-        return self.head(x)
+        return x
 
 
-# ---- the Equinox port -----------------------------------------------------------------------
+class SequenceModel(nnx.Module):
+    """The NNX port of ``TorchSequenceModel``."""
+
+    def __init__(self, *, dtype=jnp.float32, rngs: nnx.Rngs) -> None:
+        self.lstm = LSTM(IN, HIDDEN, LAYERS, dtype=dtype, rngs=rngs)
+        self.head = nnx.Linear(HIDDEN, OUT, dtype=dtype, param_dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.head(self.lstm(x))
 
 
-class EqxSequenceModel(eqx.Module):
-    """Equinox port: a tuple of ``eqx.nn.LSTMCell`` scanned over time, vmapped over the batch."""
+# ---- the Equinox port ---------------------------------------------------------------------
 
-    lstm: tuple[eqx.nn.LSTMCell, ...]
-    head: eqx.nn.Linear
 
-    def __init__(self, *, dtype=jnp.float32, key: jax.Array) -> None:
-        keys = jax.random.split(key, LAYERS + 1)
-        sizes = [IN] + [HIDDEN] * LAYERS
-        self.lstm = tuple(
-            eqx.nn.LSTMCell(sizes[k], HIDDEN, dtype=dtype, key=keys[k]) for k in range(LAYERS)
+class EqxLSTM(eqx.Module):
+    """``nn.LSTM(num_layers=L)`` on one unbatched sequence ``(time, in)``: ``eqx.nn.LSTMCell``
+    per layer, scanned over time."""
+
+    cells: tuple[eqx.nn.LSTMCell, ...]
+
+    def __init__(self, in_features: int, hidden: int, num_layers: int, *, dtype, key) -> None:
+        sizes = [in_features] + [hidden] * num_layers
+        keys = jax.random.split(key, num_layers)
+        self.cells = tuple(
+            eqx.nn.LSTMCell(sizes[k], hidden, dtype=dtype, key=keys[k]) for k in range(num_layers)
         )
-        self.head = eqx.nn.Linear(HIDDEN, OUT, dtype=dtype, key=keys[-1])
 
-    def _one(self, seq: jax.Array) -> jax.Array:
-        for cell in self.lstm:
+    def __call__(self, seq: jax.Array) -> jax.Array:
+        for cell in self.cells:
             zeros = jnp.zeros((cell.hidden_size,), seq.dtype)
 
             def step(carry, xt, cell=cell):
@@ -96,10 +111,23 @@ class EqxSequenceModel(eqx.Module):
                 return (h, c), h
 
             _, seq = jax.lax.scan(step, (zeros, zeros), seq)
-        return jax.vmap(self.head)(seq)
+        return seq
+
+
+class EqxSequenceModel(eqx.Module):
+    """The Equinox port of ``TorchSequenceModel``; vmaps the unbatched layers over the batch."""
+
+    lstm: EqxLSTM
+    head: eqx.nn.Linear
+
+    def __init__(self, *, dtype=jnp.float32, key: jax.Array) -> None:
+        k1, k2 = jax.random.split(key)
+        self.lstm = EqxLSTM(IN, HIDDEN, LAYERS, dtype=dtype, key=k1)
+        self.head = eqx.nn.Linear(HIDDEN, OUT, dtype=dtype, key=k2)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return jax.vmap(self._one)(x)
+        h = jax.vmap(self.lstm)(x)
+        return jax.vmap(jax.vmap(self.head))(h)
 
 
 # ---- building them, and the comparison ------------------------------------------------------
