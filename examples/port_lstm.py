@@ -33,6 +33,7 @@ import torch
 from flax import nnx
 
 import funcdiff
+from funcdiff.parity import compare_model, load_torch_weights
 
 IN, HIDDEN, OUT, LAYERS = 8, 16, 4, 2
 
@@ -150,12 +151,59 @@ def make_input(batch: int = 3, length: int = 10, dtype: str = "float32", seed: i
     return np.random.default_rng(seed).standard_normal((batch, length, IN)).astype(dtype)
 
 
-def main() -> None:
+def compare(framework: str, dtype: str, *, fold_input_bias: bool = True):
+    """``(WeightMapping, ModelParityResult)`` of a fresh torch model and its NNX or Equinox port.
+
+    ``fold_input_bias=False`` plants flax's classic LSTM bug (google/flax#3746): the hidden
+    Linears get torch's ``bias_hh`` only, ``bias_ih`` is lost.
+    """
+    with funcdiff.scoped(x64=dtype == "float64"):
+        torch_model, nnx_model, eqx_model = make_models(dtype)
+        mapping = load_torch_weights(nnx_model if framework == "nnx" else eqx_model, torch_model)
+        if not fold_input_bias:
+            for k, layer in enumerate(nnx_model.lstm.layers):
+                b_hh = getattr(torch_model.lstm, f"bias_hh_l{k}").detach().numpy()
+                for gate, name in enumerate(("hi", "hf", "hg", "ho")):
+                    getattr(layer.cell, name).bias[...] = b_hh[gate * HIDDEN : (gate + 1) * HIDDEN]
+    jax_model = nnx_model if framework == "nnx" else mapping.model  # equinox: a new module
+    return mapping, compare_model(jax_model, torch_model, make_input(dtype=dtype))
+
+
+def summary(result) -> str:
+    """One line: the verdict, then the largest absolute errors by kind of row."""
+
+    def worst(rows) -> str:
+        errs = [r.max_abs_error for r in rows if r is not None]
+        return f"{max(errs):.0e}" if errs else "-"
+
+    fwd = worst(layer.forward for layer in result.layers)
+    act = worst(layer.grad for layer in result.layers)
+    grads = worst(p.row for p in result.params)
+    head = f"agrees {result.ok}, {len(result.layers)} layers, {len(result.params)} parameters"
+    return f"{head} | max abs error: outputs {fwd}, activation grads {act}, param grads {grads}"
+
+
+def print_bug(label: str, bad) -> None:
+    """The verdict on a planted bug, and the convention check's first finding."""
+    print(f"planted bug, {label}: agrees {bad.ok}, first divergence {bad.first_divergence}")
+    for f in bad.diagnosis[:1]:
+        print(f"  {f.rule}: torch {f.torch_setting}; JAX {f.jax_setting}; fix: {f.fix}")
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", type=int, default=3)
-    parser.add_argument("--length", type=int, default=10)
-    args = parser.parse_args()
-    print(args, funcdiff)
+    parser.add_argument("--tree", action="store_true", help="print the float64 NNX tree")
+    args = parser.parse_args(argv)
+    print(f"nn.LSTM({IN}, {HIDDEN}, num_layers={LAYERS}) + Linear head")
+    for framework in ("nnx", "equinox"):
+        for dtype in ("float64", "float32"):
+            mapping, result = compare(framework, dtype)
+            if dtype == "float64":
+                print(str(mapping).splitlines()[0])
+                if args.tree and framework == "nnx":
+                    print(result)
+            print(f"{framework:<7} {dtype}: {summary(result)}")
+    print_bug("bias_ih dropped", compare("nnx", "float64", fold_input_bias=False)[1])
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import torch
 from flax import nnx
 
 import funcdiff
+from funcdiff.parity import compare_model, load_torch_weights
 
 D_MODEL, HEADS, FF, LAYERS = 32, 4, 64, 2
 
@@ -120,11 +121,12 @@ class Encoder(nnx.Module):
         self.layers = nnx.List(
             [EncoderLayer(norm_first, dtype=dtype, rngs=rngs) for _ in range(LAYERS)]
         )
+        self.convert_mask = True  # False: the planted bug of main()
 
     def __call__(self, x: jax.Array, pad: jax.Array) -> jax.Array:
-        mask = ~jnp.asarray(pad, bool)[
-            :, None, None, :
-        ]  # torch: True = ignore; flax: True = attend
+        pad = jnp.asarray(pad, bool)
+        # torch: True = padding, ignored; flax: True = may attend. Shape (batch, 1, 1, keys).
+        mask = (~pad if self.convert_mask else pad)[:, None, None, :]
         for layer in self.layers:
             x = layer(x, mask)
         return x
@@ -154,12 +156,54 @@ def make_inputs(batch: int = 3, length: int = 7, dtype: str = "float32", seed: i
     return x, pad
 
 
-def main() -> None:
+def compare(norm_first: bool, dtype: str, *, convert_mask: bool = True):
+    """``(WeightMapping, ModelParityResult)`` of a fresh encoder and its NNX port.
+
+    ``convert_mask=False`` plants the classic bug: torch's padding mask handed to flax as is.
+    """
+    with funcdiff.scoped(x64=dtype == "float64"):
+        torch_model, jax_model = make_models(norm_first, dtype)
+        mapping = load_torch_weights(jax_model, torch_model)
+    jax_model.convert_mask = convert_mask
+    x, pad = make_inputs(dtype=dtype)
+    return mapping, compare_model(jax_model, torch_model, x, pad)
+
+
+def summary(result) -> str:
+    """One line: the verdict, then the largest absolute errors by kind of row."""
+
+    def worst(rows) -> str:
+        errs = [r.max_abs_error for r in rows if r is not None]
+        return f"{max(errs):.0e}" if errs else "-"
+
+    fwd = worst(layer.forward for layer in result.layers)
+    act = worst(layer.grad for layer in result.layers)
+    grads = worst(p.row for p in result.params)
+    head = f"agrees {result.ok}, {len(result.layers)} layers, {len(result.params)} parameters"
+    return f"{head} | max abs error: outputs {fwd}, activation grads {act}, param grads {grads}"
+
+
+def print_bug(label: str, bad) -> None:
+    """The verdict on a planted bug, and the convention check's first finding."""
+    print(f"planted bug, {label}: agrees {bad.ok}, first divergence {bad.first_divergence}")
+    for f in bad.diagnosis[:1]:
+        print(f"  {f.rule}: torch {f.torch_setting}; JAX {f.jax_setting}; fix: {f.fix}")
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", type=int, default=3)
-    parser.add_argument("--length", type=int, default=7)
-    args = parser.parse_args()
-    print(args, funcdiff)
+    parser.add_argument("--tree", action="store_true", help="print the float64 post-norm tree")
+    args = parser.parse_args(argv)
+    print(f"TransformerEncoder, {LAYERS} layers, d_model {D_MODEL}, {HEADS} heads, padding mask")
+    for norm_first in (False, True):
+        for dtype in ("float64", "float32"):
+            mapping, result = compare(norm_first, dtype)
+            if not norm_first and dtype == "float64":
+                print(str(mapping).splitlines()[0])
+                if args.tree:
+                    print(result)
+            print(f"norm_first={norm_first!s:<5} {dtype}: {summary(result)}")
+    print_bug("torch's mask passed as flax's", compare(False, "float64", convert_mask=False)[1])
 
 
 if __name__ == "__main__":
