@@ -3,7 +3,8 @@
 Private modules, one concept each; the public names are re-exported from ``funcdiff.parity``:
 
 - ``_frameworks``: which framework a JAX model is, and its leaves by dotted path.
-- ``_layouts``: the torch <-> JAX layout rules per layer type (the table is its docstring).
+- ``_layouts``: the torch <-> JAX layout rules per layer type (the table is its docstring);
+  the rules are in ``_layouts_nnx`` and ``_layouts_eqx``, built from ``_layout_base``.
 - ``_align``: which torch layer feeds which JAX layer (``rules``, then definition order).
 - ``_weights``: ``load_torch_weights``, ``export_torch_weights``, ``WeightMapping``.
 - ``_capture``: ``tap``, the recorder of JAX intermediates and cotangents, torch hooks.

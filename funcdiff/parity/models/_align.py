@@ -8,14 +8,20 @@ Two sources, tried in this order:
    names (``"encoder.layers.0.linear1.weight"``). The template is expanded with the match's
    groups (``r"blocks.\\1.mlp.fc1"``) and names a JAX layer (or a leaf, whose layer is then
    used). A template of ``None`` leaves that torch layer (or tensor) out on purpose.
-2. Order: the remaining JAX layers, in definition order, each take the first remaining torch
+2. Same names: a JAX layer whose path equals a torch layer's name (``layer1.0.conv1`` on both
+   sides; an ``nnx.RNN``'s ``lstm.cell`` counts as ``lstm``, a ``Sequential``'s
+   ``downsample.layers.0`` as ``downsample.0``) takes it when the kind is compatible and the
+   shapes fit.
+3. Order: the remaining JAX layers, in definition order, each take the first remaining torch
    layer (in definition order) of a compatible kind whose tensors, after the layout rule, have
    exactly the JAX leaves' shapes. Layers of a compatible kind left over on both sides are then
    paired in order and reported as shape mismatches.
 
 Order alignment cannot tell apart two layers of the same kind and shape defined in a different
 order on the two sides; the alignment is in the record (``WeightMapping.layers``) for that reason,
-and ``rules`` fix it.
+and ``rules`` fix it. Note that an NNX module rebuilt by ``nnx.merge`` or ``nnx.eval_shape``
+lists its attributes alphabetically, not in definition order (flax sorts its graph state), so
+for such a module "definition order" is alphabetical order.
 
 Examples:
   >>> from funcdiff.parity.models._align import torch_layers
@@ -33,13 +39,14 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from funcdiff.parity.models._frameworks import JaxLayer
-from funcdiff.parity.models._layouts import (
+from funcdiff.parity.models._layout_base import (
     Incompatible,
     LayerPlan,
     RuleSpec,
     TorchLayer,
-    spec_for,
+    generic_leaf_rule,
 )
+from funcdiff.parity.models._layouts import spec_for
 
 __all__ = ["Alignment", "Pair", "align", "check_rules", "torch_layers"]
 
@@ -156,7 +163,8 @@ def torch_layers(torch_source: Any) -> tuple[TorchLayer, ...]:
     for owner, tensors in owners.items():
         if module_map:
             mod = module_map.get(owner)
-            kind, known = type(mod).__name__, True
+            # a TorchScript module keeps its Python class name in `original_name`
+            kind, known = getattr(mod, "original_name", type(mod).__name__), True
         else:
             mod, kind, known = None, _infer_kind(tensors), False
         if kind in _RNN or any(_RNN_SUFFIX.match(r) for r in tensors):
@@ -183,7 +191,7 @@ class Pair(NamedTuple):
       jax: the JAX layer.
       spec: the layout rule.
       plan: the rule applied (None when a rule-named pair cannot be loaded at all).
-      how: ``"rule"`` (named by ``rules``) or ``"order"``.
+      how: ``"rule"`` (named by ``rules``), ``"name"`` (same name) or ``"order"``.
       problems: shape mismatches and other reasons the pair does not load.
     """
 
@@ -196,9 +204,59 @@ class Pair(NamedTuple):
 
 
 class Alignment(NamedTuple):
+    """The pairs, the torch tensors left out by ``rules``, notes, and ``rules`` errors."""
+
     pairs: list[Pair]
     ignored: list[tuple[str, str]]  # (torch tensor name, why)
     notes: list[str]
+    errors: list[str]  # a rule naming a JAX path that does not exist
+
+
+def _rename_for_leaves(
+    tl: TorchLayer, jl: JaxLayer, rules: list[tuple[re.Pattern[str], str | None]]
+) -> TorchLayer:
+    r"""Renames torch tensors that a rule maps onto a JAX leaf to the name that leaf expects.
+
+    For JAX layers without a built-in rule (custom modules, pytrees), so that
+    ``(r"proj\.weight", "head.w")`` loads ``proj.weight`` into the leaf ``head.w`` as is.
+    """
+    by_path = {leaf.path: rel for rel, leaf in jl.leaves.items()}
+    ren: dict[str, str] = {}
+    for r, n in tl.names.items():
+        for rx, tmpl in rules:
+            m = rx.fullmatch(n)
+            if m is not None:
+                rel = by_path.get(m.expand(tmpl)) if tmpl is not None else None
+                if rel is not None:
+                    leaf = jl.leaves[rel]
+                    ren[r] = generic_leaf_rule(rel.rsplit(".", 1)[-1], len(leaf.shape))[0]
+                break
+    if not ren:
+        return tl
+    return tl._replace(
+        tensors={ren.get(r, r): t for r, t in tl.tensors.items()},
+        names={ren.get(r, r): n for r, n in tl.names.items()},
+    )
+
+
+def _name_variants(path: str) -> list[str]:
+    """The torch names a JAX layer path may correspond to: itself, without an ``nnx.RNN``'s
+    ``.cell``, without a ``Sequential``'s ``.layers`` (``downsample.layers.0`` ~ ``downsample.0``).
+    """
+    out = [path]
+    if path.endswith(".cell"):
+        out.append(path[: -len(".cell")])
+    for p in list(out):
+        parts = p.split(".")
+        if "layers" in parts[:-1]:
+            out.append(
+                ".".join(
+                    x
+                    for i, x in enumerate(parts)
+                    if not (x == "layers" and i + 1 < len(parts) and parts[i + 1].isdigit())
+                )
+            )
+    return out
 
 
 def check_rules(rules: Any) -> list[tuple[re.Pattern[str], str | None]]:
@@ -253,7 +311,7 @@ def _shape_problems(jl: JaxLayer, tl: TorchLayer, plan: LayerPlan) -> list[str]:
 
 def _try(jl: JaxLayer, tl: TorchLayer, spec: RuleSpec) -> tuple[LayerPlan | None, list[str]]:
     """(plan, problems): plan None with problems = [] means incompatible."""
-    if spec.torch_kinds and tl.known_kind and tl.kind not in spec.torch_kinds:
+    if spec.torch_kinds and not tl.is_kind(spec.torch_kinds):
         return None, []
     try:
         plan = spec.plan(jl, tl)
@@ -264,6 +322,11 @@ def _try(jl: JaxLayer, tl: TorchLayer, spec: RuleSpec) -> tuple[LayerPlan | None
         return None, []  # the leaf-name rule must use every tensor of the layer
     # tensors left over by a typed rule (a bias on the torch side only) are reported unmatched
     return plan, _shape_problems(jl, tl, plan)
+
+
+def _fits(jl: JaxLayer, tl: TorchLayer, spec: RuleSpec) -> bool:
+    plan, problems = _try(jl, tl, spec)
+    return plan is not None and not problems
 
 
 def align(
@@ -277,6 +340,7 @@ def align(
     pairs: list[Pair] = []
     ignored: list[tuple[str, str]] = []
     notes: list[str] = []
+    errors: list[str] = []
     used_rules: set[int] = set()
     taken_jax: set[str] = set()
     free_torch: list[TorchLayer] = []
@@ -288,7 +352,7 @@ def align(
 
             close = difflib.get_close_matches(path, [*by_path, *leaf_owner], n=1)
             hint = f" (closest: `{close[0]}`)" if close else ""
-            notes.append(
+            errors.append(
                 f"rules[{rule_i}] maps `{src}` to `{path}`, which is not a layer or leaf of the "
                 f"JAX model{hint}"
             )
@@ -323,6 +387,8 @@ def align(
                 break
             named = "paired"
             spec = spec_for(jl)
+            if not spec.torch_kinds:  # leaf-name rule: tensor-level rules name the leaves
+                tl = _rename_for_leaves(tl, jl, rules)
             plan, problems = _try(jl, tl, spec)
             if plan is None:
                 problems = [
@@ -341,23 +407,44 @@ def align(
             notes.append(f"rules[{i}] ({rx.pattern!r}) matched no torch layer or tensor")
 
     free_jax = [jl for jl in jax_layers if jl.path not in taken_jax]
+    # same names on both sides (the usual port keeps torch's attribute names): pair those first
+    by_name = {tl.name: tl for tl in free_torch}
+    for jl in list(free_jax):
+        same = next((by_name[n] for n in _name_variants(jl.path) if n in by_name), None)
+        if same is None or same not in free_torch:
+            continue
+        spec = spec_for(jl)
+        plan, problems = _try(jl, same, spec)
+        if plan is not None and not problems:
+            pairs.append(Pair(same, jl, spec, plan, "name", ()))
+            free_torch.remove(same)
+            free_jax.remove(jl)
     deferred: list[JaxLayer] = []
+    ambiguous: list[str] = []
     for jl in free_jax:
         spec = spec_for(jl)
-        for tl in free_torch:
+        for k, tl in enumerate(free_torch):
             plan, problems = _try(jl, tl, spec)
             if plan is not None and not problems:
                 pairs.append(Pair(tl, jl, spec, plan, "order", ()))
+                if any(_fits(jl, other, spec) for other in free_torch[k + 1 :]):
+                    ambiguous.append(f"{tl.name or '<root>'} -> {jl.path or '<root>'}")
                 free_torch.remove(tl)
                 break
         else:
             deferred.append(jl)
+    if ambiguous:
+        notes.append(
+            f"{len(ambiguous)} layers were paired by definition order among several of the same "
+            f"kind and shapes ({', '.join(ambiguous[:4])}{', ...' if len(ambiguous) > 4 else ''}"
+            "); if the two models define them in different orders, name the pairs with `rules`"
+        )
     for jl in deferred:  # same kind, wrong shapes: report as mismatches, in order
         spec = spec_for(jl)
         if not spec.torch_kinds:
             continue
         for tl in free_torch:
-            if tl.known_kind and tl.kind not in spec.torch_kinds:
+            if not tl.is_kind(spec.torch_kinds):
                 continue
             plan, problems = _try(jl, tl, spec)
             if plan is not None:
@@ -366,4 +453,4 @@ def align(
                 break
     order = {tl.name: i for i, tl in enumerate(tlayers)}
     pairs.sort(key=lambda p: order.get(p.torch.name, len(order)))
-    return Alignment(pairs, ignored, notes)
+    return Alignment(pairs, ignored, notes, errors)

@@ -8,12 +8,15 @@ comparison, training) never walks a Flax NNX graph, an Equinox tree or a dict by
   names in definition order; ``nnx.List``, ``nnx.Sequential`` and ``nnx.data`` lists give
   ``layers.0.linear``. Setting leaves updates the variables in place.
 - ``"equinox"``: an ``equinox.Module``, or a ``(module, state)`` pair from
-  ``eqx.nn.make_with_state``. Leaves are the array fields (static fields skipped) and the arrays
+  ``eqx.nn.make_with_state``. Leaves are the floating array fields (static fields and integer
+  arrays skipped, like ``eqx.is_inexact_array``) and the arrays
   held in the state at each ``eqx.nn.StateIndex`` field (``bn.ema_state_index.0`` is a
   BatchNorm's running mean). Setting leaves returns a new module (``eqx.tree_at``), or a new
   ``(module, state)`` pair.
 - ``"pytree"``: nested dicts (lists and tuples too) of arrays or ``jax.ShapeDtypeStruct``;
-  setting leaves returns a new tree of the same containers.
+  setting leaves returns a new tree of the same containers. An ``nnx.State`` (what
+  ``nnx.state`` and ``nnx.grad`` return) is read as a pytree of its ``Param``/``BatchStat``
+  values, with the same paths as its module (its keys are sorted, though).
 - ``"function"``: any other callable (a pure function of the inputs); it has no leaves.
 
 Examples:
@@ -42,16 +45,19 @@ __all__ = [
     "Framework",
     "JaxLayer",
     "JaxLeaf",
+    "eqx_if_imported",
     "framework_of",
     "get_leaf",
     "jax_layers",
     "jax_leaves",
+    "nnx_if_imported",
     "require_equinox",
     "require_flax_nnx",
     "set_leaves",
 ]
 
 Framework = Literal["nnx", "equinox", "pytree", "function"]
+_COLLECTIONS = ("params", "batch_stats")
 Key = str | int
 
 
@@ -75,17 +81,17 @@ def require_equinox() -> Any:
         ) from e
 
 
-def _nnx_loaded() -> Any:
+def nnx_if_imported() -> Any:
     """``flax.nnx`` when flax is already imported (a model of it can exist), else None."""
     return sys.modules.get("flax.nnx") if "flax" in sys.modules else None
 
 
-def _eqx_loaded() -> Any:
+def eqx_if_imported() -> Any:
     return sys.modules.get("equinox")
 
 
 def _is_eqx_pair(model: Any) -> bool:
-    eqx = _eqx_loaded()
+    eqx = eqx_if_imported()
     return (
         eqx is not None
         and isinstance(model, tuple)
@@ -112,10 +118,10 @@ def framework_of(jax_model: Any) -> Framework:
       >>> framework_of({"w": np.ones(2)}), framework_of(np.tanh)
       ('pytree', 'function')
     """
-    nnx = _nnx_loaded()
+    nnx = nnx_if_imported()
     if nnx is not None and isinstance(jax_model, nnx.Module):
         return "nnx"
-    eqx = _eqx_loaded()
+    eqx = eqx_if_imported()
     if eqx is not None and (isinstance(jax_model, eqx.Module) or _is_eqx_pair(jax_model)):
         return "equinox"
     torch = sys.modules.get("torch")
@@ -124,6 +130,13 @@ def framework_of(jax_model: Any) -> Framework:
             "Expected `jax_model` to be a JAX model (flax.nnx.Module, equinox.Module or a "
             f"pytree of arrays), got the torch module {type(jax_model).__name__}; "
             "pass the torch model as the second argument."
+        )
+    linen = sys.modules.get("flax.linen")
+    if linen is not None and isinstance(jax_model, linen.Module):
+        raise TypeError(
+            f"Expected `jax_model` to hold weights, got the Flax Linen module "
+            f"{type(jax_model).__name__}, which holds none; pass its variables instead "
+            "(`model.init(key, x)`, a {'params': ..., 'batch_stats': ...} dict)."
         )
     if isinstance(jax_model, Mapping | list | tuple):
         return "pytree"
@@ -190,8 +203,17 @@ def _is_array(x: Any) -> bool:
 # "leaf" for an array leaf, whose obj is (value, collection).
 
 
-def _walk_nnx(obj: Any, key: tuple[Key, ...]) -> Iterator[tuple[tuple[Key, ...], str, Any]]:
-    nnx = _nnx_loaded()
+def _walk_nnx(
+    obj: Any, key: tuple[Key, ...], seen: set[int] | None = None
+) -> Iterator[tuple[tuple[Key, ...], str, Any]]:
+    """Walks an NNX graph; a module or variable met again (shared, tied) is listed once,
+    under its first path, as ``nnx.state`` does."""
+    nnx = nnx_if_imported()
+    seen = set() if seen is None else seen
+    if isinstance(obj, nnx.Variable | nnx.Module):
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
     if isinstance(obj, nnx.Variable):
         if isinstance(obj, nnx.Param | nnx.BatchStat):
             collection = "state" if isinstance(obj, nnx.BatchStat) else "param"
@@ -202,19 +224,19 @@ def _walk_nnx(obj: Any, key: tuple[Key, ...]) -> Iterator[tuple[tuple[Key, ...],
         for name, value in vars(obj).items():
             if not name.startswith("_"):
                 k: Key = int(name) if isinstance(obj, nnx.List) else name
-                yield from _walk_nnx(value, (*key, k))
+                yield from _walk_nnx(value, (*key, k), seen)
     elif isinstance(obj, list | tuple):
         for i, value in enumerate(obj):
-            yield from _walk_nnx(value, (*key, i))
+            yield from _walk_nnx(value, (*key, i), seen)
     elif isinstance(obj, Mapping):
         for name, value in obj.items():
-            yield from _walk_nnx(value, (*key, name))
+            yield from _walk_nnx(value, (*key, name), seen)
 
 
 def _walk_eqx(
     obj: Any, key: tuple[Key, ...], state: Any
 ) -> Iterator[tuple[tuple[Key, ...], str, Any]]:
-    eqx = _eqx_loaded()
+    eqx = eqx_if_imported()
     if isinstance(obj, eqx.nn.StateIndex):
         if state is None:
             return  # reported by the caller: a stateful layer without its state
@@ -237,11 +259,19 @@ def _walk_eqx(
     elif isinstance(obj, Mapping):
         for name, value in obj.items():
             yield from _walk_eqx(value, (*key, name), state)
-    elif _is_array(obj):
+    elif _is_array(obj) and np.issubdtype(np.dtype(obj.dtype), np.inexact):
+        # parameters are the floating arrays (eqx.is_inexact_array); an integer array field
+        # (indices, a fixed mask) is no weight
         yield key, "leaf", (obj, "param")
 
 
 def _walk_pytree(obj: Any, key: tuple[Key, ...]) -> Iterator[tuple[tuple[Key, ...], str, Any]]:
+    nnx = nnx_if_imported()
+    if nnx is not None and isinstance(obj, nnx.Variable):  # an nnx.State (gradients, ...)
+        if isinstance(obj, nnx.Param | nnx.BatchStat):
+            collection = "state" if isinstance(obj, nnx.BatchStat) else "param"
+            yield key, "leaf", (obj.get_value(), collection)
+        return
     if isinstance(obj, Mapping):
         yield key, "module", obj
         for name, value in obj.items():
@@ -251,7 +281,7 @@ def _walk_pytree(obj: Any, key: tuple[Key, ...]) -> Iterator[tuple[tuple[Key, ..
         for i, value in enumerate(obj):
             yield from _walk_pytree(value, (*key, i))
     elif _is_array(obj):
-        collection = "state" if "batch_stats" in key[:1] else "param"
+        collection = "state" if key[:1] == ("batch_stats",) else "param"
         yield key, "leaf", (obj, collection)
     elif obj is not None:
         raise TypeError(
@@ -273,7 +303,7 @@ def _walk(jax_model: Any) -> Iterator[tuple[tuple[Key, ...], str, Any]]:
         yield from _walk_nnx(model, ())
     elif fw == "equinox":
         if state is None:
-            eqx = _eqx_loaded()
+            eqx = eqx_if_imported()
             for key, kind, obj in _walk_eqx(model, (), None):
                 yield key, kind, obj
                 if kind == "module":
@@ -312,7 +342,9 @@ def jax_layers(
 
     A module for which ``atomic(module)`` is True owns every leaf below it (a
     ``MultiHeadAttention`` owns its ``query.kernel``); any other module owns its direct leaves.
-    For a pytree every dict holding arrays is a layer.
+    For a pytree every dict holding arrays is a layer; a Linen-style ``{"params": ...,
+    "batch_stats": ...}`` dict gives one layer per module path (``"BatchNorm_0"`` owns
+    ``params.BatchNorm_0.scale`` and ``batch_stats.BatchNorm_0.mean``).
 
     Args:
       jax_model: see :func:`framework_of`.
@@ -321,6 +353,15 @@ def jax_layers(
     Returns:
       One :class:`JaxLayer` per leaf-owning module, ordered by its first leaf.
     """
+    fw = framework_of(jax_model)
+    # a Linen-style variables dict: {"params": {...}, "batch_stats": {...}} -> one layer per
+    # module path, its parameters and statistics together
+    collections = (
+        fw == "pytree"
+        and isinstance(jax_model, Mapping)
+        and "params" in jax_model
+        and set(jax_model) <= set(_COLLECTIONS)
+    )
     owners: dict[tuple[Key, ...], JaxLayer] = {}
     stack: list[tuple[tuple[Key, ...], Any, bool]] = []  # (key, module, is_atomic)
     for key, kind, obj in _walk(jax_model):
@@ -331,21 +372,21 @@ def jax_layers(
                 stack.append((key, obj, bool(atomic and atomic(obj))))
             continue
         value, collection = obj
-        if not stack:  # a leaf at the root of a pytree / module
+        if not stack:  # a leaf at the root
             stack.append(((), jax_model, False))
         okey, module, _ = stack[-1]
-        # a pytree leaf under `batch_stats` or `params` belongs to the layer named without it
-        if okey not in owners:
-            is_tree = not hasattr(module, "__dict__") or isinstance(module, Mapping | list)
-            owners[okey] = JaxLayer(
-                dotted(okey),
-                "dict" if is_tree else type(module).__name__,
-                None if is_tree else module,
+        gkey = okey[1:] if collections else okey
+        if gkey not in owners:
+            tree = fw == "pytree"
+            owners[gkey] = JaxLayer(
+                dotted(gkey),
+                "dict" if tree else type(module).__name__,
+                None if tree else module,
                 {},
             )
         shape, dtype = _shape_dtype(value)
         rel = dotted(key[len(okey) :])
-        owners[okey].leaves[rel] = JaxLeaf(dotted(key), key, shape, dtype, collection)
+        owners[gkey].leaves[rel] = JaxLeaf(dotted(key), key, shape, dtype, collection)
     return tuple(owners.values())
 
 
@@ -382,7 +423,7 @@ def _child(obj: Any, k: Key) -> Any:
         return obj[k]
     if isinstance(obj, list | tuple):
         return obj[int(k)]
-    nnx = _nnx_loaded()
+    nnx = nnx_if_imported()
     if nnx is not None and isinstance(obj, nnx.List):
         return obj[int(k)]
     return getattr(obj, str(k))
@@ -404,7 +445,9 @@ def set_leaves(jax_model: Any, values: Mapping[str, Any]) -> Any:
 
     NNX: the variables are updated in place and the same module is returned. Equinox: a new
     module (or a new ``(module, state)`` pair) is returned; the input is unchanged. Pytree: a new
-    tree of the same containers. Values are stored as given (no dtype conversion).
+    tree of the same containers. Values are stored as given (no dtype conversion), except
+    Equinox state, which keeps each entry's dtype and weak type (``eqx.nn.State.set`` demands
+    it).
 
     Args:
       jax_model: see :func:`framework_of`.
@@ -437,6 +480,17 @@ def set_leaves(jax_model: Any, values: Mapping[str, Any]) -> Any:
     return _set_eqx(model, state, keys)
 
 
+def _like_state(old: Any, key: tuple[Key, ...], value: Any) -> Any:
+    """``value`` with the dtype and weak type of the state leaf it replaces (State.set checks)."""
+    import jax.numpy as jnp
+
+    for k in key:
+        old = old[k]
+    if getattr(old, "weak_type", False) and np.ndim(value) == 0:
+        return jnp.asarray(np.asarray(value).item())  # a Python scalar makes a weak type
+    return jnp.asarray(value, dtype=old.dtype)
+
+
 def _set_eqx(model: Any, state: Any, keys: dict[tuple[Key, ...], Any]) -> Any:
     eqx = require_equinox()
     field_keys: dict[tuple[Key, ...], Any] = {}
@@ -463,6 +517,15 @@ def _set_eqx(model: Any, state: Any, keys: dict[tuple[Key, ...], Any]) -> Any:
             return out
 
         model = eqx.tree_at(where, model, replace=[v for _, v in items])
+    if state_updates:
+        import jax
+
+        # a fresh copy: eqx.nn.State.set locks the state it is called on, and the caller's
+        # state must stay usable
+        leaves, treedef = jax.tree_util.tree_flatten(state)
+        state = jax.tree_util.tree_unflatten(treedef, leaves)
     for index, sub in state_updates.values():
-        state = state.set(index, _rebuild(state.get(index), sub, ()))
+        old = state.get(index)
+        new = _rebuild(old, {k: _like_state(old, k, v) for k, v in sub.items()}, ())
+        state = state.set(index, new)
     return model if state is None else (model, state)

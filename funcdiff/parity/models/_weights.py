@@ -10,7 +10,10 @@ Decisions where the issue is silent:
   tensor is float64, the template leaf is float32 and x64 is on (``funcdiff.scoped(x64=True)``),
   the leaf becomes float64, so ``load_torch_weights(model, torch_model.double())`` under x64
   gives a model that computes in float64 like its twin. A float64 tensor cast to float32 (x64
-  off) is said in ``notes``. Integer/bool leaves keep their dtype.
+  off) is said in ``notes``. Integer/bool leaves keep their dtype, and so does Equinox state
+  (``eqx.nn.State.set`` refuses a new dtype; build the model under x64 for float64 statistics).
+  Modules that make arrays from their ``param_dtype`` (an RNN's initial carry) need
+  ``param_dtype=float64`` as well for a float64 run.
 - **Copies.** Loaded arrays are copies: later in-place changes to the torch model (an optimizer
   step) do not leak into the JAX model.
 - **strict.** With ``strict=True`` nothing is changed (not even an NNX model) unless every
@@ -20,12 +23,22 @@ Decisions where the issue is silent:
   the float rounding of the sum).
 - **num_batches_tracked** is dropped on load (listed in ``dropped``) and kept at torch's current
   value on export.
+- **Tied weights.** A torch tensor that shares storage with one already loaded (a head tied to
+  an embedding, a module registered twice) is listed in ``dropped`` as tied, not as unmatched;
+  export copies it from its source. An NNX module or variable shared under two paths is one
+  leaf, under its first path (as ``nnx.state`` lists it).
+- **Abstract templates** (``nnx.eval_shape``, ``eqx.filter_eval_shape``, ``ShapeDtypeStruct``
+  pytrees) are filled without running any initialiser.
+- **Torch names for JAX values.** ``WeightMapping.to_torch`` puts JAX values or gradients into
+  torch's names and layouts through the same alignment (gradients by each rule's adjoint), for
+  comparing a ported model tensor by tensor after a backward pass or an optimizer step.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -33,7 +46,7 @@ import numpy as np
 
 from funcdiff._report import table
 from funcdiff.parity._torch import require_torch
-from funcdiff.parity.models._align import Alignment, align, check_rules, torch_layers
+from funcdiff.parity.models._align import Alignment, Pair, align, check_rules, torch_layers
 from funcdiff.parity.models._frameworks import (
     JaxLayer,
     framework_of,
@@ -113,6 +126,11 @@ class WeightMapping:
       notes: other facts worth knowing (dtype casts, unused rules, flags set without a tensor).
       framework: ``"nnx"``, ``"equinox"`` or ``"pytree"``.
       closest: unmatched name -> the closest name on the other side.
+      aligned_by: per entry of ``layers``, how the pair was found: ``"rule"`` (``rules``),
+        ``"name"`` (the same name on both sides) or ``"order"`` (definition order, kind and
+        shapes).
+      hints: unmatched name -> why, where its layer is aligned but the other side has no place
+        for it (a bias on one side only).
     """
 
     model: Any
@@ -125,6 +143,57 @@ class WeightMapping:
     notes: tuple[str, ...] = ()
     framework: str = ""
     closest: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    aligned_by: tuple[str, ...] = ()
+    hints: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    _pairs: tuple[Pair, ...] = dataclasses.field(default=(), repr=False, compare=False)
+
+    def to_torch(self, values: Any, *, gradients: bool = False) -> dict[str, np.ndarray]:
+        """JAX leaves (values or gradients) in torch's names and layouts, by this alignment.
+
+        For comparing a JAX model (or its gradients, or its updated parameters) with its torch
+        twin tensor by tensor after the load: ``mapping.to_torch(nnx.grad(loss)(model),
+        gradients=True)["fc.weight"]`` is comparable with ``torch_model.fc.weight.grad``.
+
+        Args:
+          values: a model or pytree with the same leaf paths as ``model`` (the model itself,
+            an ``nnx.State`` of gradients, an Equinox gradient module...), or a flat
+            ``{jax_path: array}``.
+          gradients: map gradients (the adjoint of each rule): where two torch biases were
+            summed into one JAX bias both get its gradient; a GRU's ``bias_hh`` is left out
+            for ``nnx.GRUCell`` (its b_hn is no JAX parameter).
+
+        Returns:
+          ``{torch_name: np.ndarray}`` for every torch tensor the rows load (dropped tensors,
+          such as ``num_batches_tracked``, are left out, and so are state leaves that
+          ``values`` lacks: gradients have no running statistics).
+
+        Raises:
+          KeyError: ``values`` lacks a parameter leaf the rows need (the message names it).
+        """
+        flat = (
+            dict(values)
+            if isinstance(values, Mapping)
+            and all(isinstance(k, str) for k in values)
+            and any(r.jax_path in values for r in self.rows)
+            else jax_leaves(values)
+        )
+        out: dict[str, np.ndarray] = {}
+        for pair in self._pairs:
+            if pair.plan is None:
+                continue
+            tl, jl = pair.torch, pair.jax
+            rel = {}
+            for piece in pair.plan.pieces:
+                leaf = jl.leaves[piece.jax]
+                if leaf.path in flat:
+                    rel[piece.jax] = np.asarray(flat[leaf.path])
+                elif leaf.collection != "state":  # gradients have no running statistics
+                    raise KeyError(f"`values` has no leaf `{leaf.path}` (JAX layer `{jl.path}`).")
+            for name, arr in pair.plan.export(rel, tl.tensors, gradients).items():
+                if name not in pair.plan.dropped:
+                    out[tl.names[name]] = arr
+        order = [r.torch_name for r in self.rows]
+        return dict(sorted(out.items(), key=lambda kv: _first_index(order, kv[0])))
 
     @property
     def ok(self) -> bool:
@@ -138,15 +207,23 @@ class WeightMapping:
         out = list(self.mismatches)
         for n in self.unmatched_torch:
             c = self.closest.get(n)
-            out.append(f"torch `{n}` has no JAX leaf" + (f" (closest: `{c}`)" if c else ""))
+            out.append(
+                f"torch `{n}` has no JAX leaf"
+                + (f" (closest: `{c}`)" if c else "")
+                + (f"; {self.hints[n]}" if n in self.hints else "")
+            )
         for p in self.unmatched_jax:
             c = self.closest.get(p)
-            out.append(f"JAX `{p}` has no torch tensor" + (f" (closest: `{c}`)" if c else ""))
+            out.append(
+                f"JAX `{p}` has no torch tensor"
+                + (f" (closest: `{c}`)" if c else "")
+                + (f"; {self.hints[p]}" if p in self.hints else "")
+            )
         return out
 
     def __str__(self) -> str:
         n_t = len({r.torch_name for r in self.rows})
-        status = "OK" if self.ok else f"FAILED ({len(self.problems())} problems)"
+        status = "OK" if self.ok else f"FAILED ({_count(len(self.problems()), 'problem')})"
         body = table(
             ["torch", "torch shape", "rule", "JAX", "JAX shape", "kind"],
             [
@@ -158,8 +235,22 @@ class WeightMapping:
                 f"({self.framework}), {len(self.layers)} layers aligned"
             ),
         )
-        extra = [f"problem: {p}" for p in self.problems()]
-        extra += [f"dropped: {n} ({why})" for n, why in self.dropped]
+        how = {h: self.aligned_by.count(h) for h in ("rule", "name", "order")}
+        extra = []
+        if self.layers:
+            extra.append("aligned: " + ", ".join(f"{n} by {h}" for h, n in how.items() if n))
+        by_order = [
+            f"{t or '<root>'} -> {j or '<root>'}"
+            for (t, j, _), h in zip(self.layers, self.aligned_by, strict=False)
+            if h == "order"
+        ]
+        if by_order:
+            extra.append("aligned by order (check these): " + ", ".join(by_order))
+        extra += [f"problem: {p}" for p in self.problems()]
+        by_reason: dict[str, list[str]] = {}
+        for n, why in self.dropped:
+            by_reason.setdefault(why, []).append(n)
+        extra += [f"dropped ({why}): {', '.join(ns)}" for why, ns in by_reason.items()]
         extra += [f"note: {n}" for n in self.notes]
         return body + "".join("\n" + e for e in extra)
 
@@ -188,7 +279,58 @@ class WeightMapping:
             "dropped": [list(x) for x in self.dropped],
             "notes": list(self.notes),
             "closest": dict(self.closest),
+            "aligned_by": list(self.aligned_by),
+            "hints": dict(self.hints),
         }
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _hints(alignment: Alignment, torch_left: set[str], jax_left: set[str]) -> dict[str, str]:
+    """Why a leaf of an aligned layer found no partner (a bias on one side only, ...)."""
+    out: dict[str, str] = {}
+    for pair in alignment.pairs:
+        tl, jl = pair.torch, pair.jax
+        for n in tl.names.values():
+            if n in torch_left:
+                out[n] = f"its layer is aligned with JAX `{jl.path or '<root>'}` ({jl.type_name})"
+                if n.endswith("bias"):
+                    out[n] += ", which has no bias (built with use_bias=False?)"
+        for leaf in jl.leaves.values():
+            if leaf.path in jax_left:
+                out[leaf.path] = (
+                    f"its layer is aligned with torch `{tl.name or '<root>'}` ({tl.kind})"
+                )
+                if leaf.path.endswith("bias"):
+                    out[leaf.path] += ", which has no bias (built with bias=False?)"
+    return out
+
+
+def _tied(tls: Sequence[Any], used: set[str]) -> dict[str, str]:
+    """Torch tensors not used that share storage with a used one (tied weights) -> that one."""
+    key_of: dict[tuple[Any, ...], str] = {}
+    arrays = {n: tl.tensors[r] for tl in tls for r, n in tl.names.items()}
+
+    def key(a: np.ndarray) -> tuple[Any, ...]:
+        return (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
+
+    for n in used:
+        if n in arrays and arrays[n].size:
+            key_of.setdefault(key(arrays[n]), n)
+    return {
+        n: key_of[key(a)]
+        for n, a in arrays.items()
+        if n not in used and a.size and key(a) in key_of
+    }
+
+
+def _first_index(order: list[str], name: str) -> int:
+    for i, n in enumerate(order):
+        if name == n or name in n.split(" + "):
+            return i
+    return len(order)
 
 
 class _Plan(NamedTuple):
@@ -233,7 +375,16 @@ def _prepare(
 
 
 def _plan(alignment: Alignment) -> _Plan:
-    p = _Plan({}, [], [], set(), set(), list(alignment.ignored), list(alignment.notes), [])
+    p = _Plan(
+        {},
+        [],
+        list(alignment.errors),
+        set(),
+        set(),
+        list(alignment.ignored),
+        list(alignment.notes),
+        [],
+    )
     for pair in alignment.pairs:
         tl, jl, spec = pair.torch, pair.jax, pair.spec
         kind = layer_kind(spec, tl)
@@ -241,6 +392,8 @@ def _plan(alignment: Alignment) -> _Plan:
         if pair.plan is None:
             p.mismatches.extend(pair.problems)
             continue
+        # shape problems are measured again per leaf below; keep the others (two rules, ...)
+        p.mismatches.extend(q for q in pair.problems if not q.startswith("shape mismatch"))
         for piece in pair.plan.pieces:
             leaf = jl.leaves[piece.jax]
             srcs = [tl.tensors[t] for t in piece.torch]
@@ -317,11 +470,16 @@ def load_torch_weights(
     Args:
       jax_model: a ``flax.nnx.Module`` (loaded in place), an ``equinox.Module`` or a
         ``(module, state)`` pair from ``eqx.nn.make_with_state`` (needed for BatchNorm), or a
-        pytree of arrays / ``jax.ShapeDtypeStruct`` (nested dicts) used as the template.
+        pytree of arrays / ``jax.ShapeDtypeStruct`` (nested dicts; a Linen-style
+        ``{"params": ..., "batch_stats": ...}`` too) used as the template. Abstract models
+        (``nnx.eval_shape(lambda: Model(...))``, ``eqx.filter_eval_shape``) work and skip the
+        initialisers; every leaf is filled when the load is strict.
       torch_source: an ``nn.Module`` or a state_dict.
       rules: ``(torch_name_regex, jax_path_template)`` pairs naming which torch layer (or
-        tensor) goes to which JAX layer; the template may use the regex's groups (``\1``);
-        ``None`` leaves the matched torch tensors out on purpose.
+        tensor) goes to which JAX layer (or leaf); the template may use the regex's groups
+        (``\1``); ``None`` leaves the matched torch tensors out on purpose. A tensor-level rule
+        into a layer without a built-in rule (a custom module's ``nnx.Param``) also says which
+        leaf the tensor fills (as is, or by the leaf's name: ``kernel`` is ``weight.T``).
       strict: if True, any unmatched leaf (either side) or shape mismatch raises one
         ``ValueError`` listing all of them and nothing is loaded; if False, what matches is
         loaded and the rest is reported in the record.
@@ -353,9 +511,15 @@ def load_torch_weights(
     if not isinstance(strict, bool):
         raise TypeError(f"Expected `strict` to be a bool, got {type(strict).__name__}.")
     fw, jls, alignment, tls = _prepare(jax_model, torch_source, rules, "load")
+    for pair in alignment.pairs:
+        for check in pair.plan.checks if pair.plan is not None else ():
+            check()
     plan = _plan(alignment)
     all_torch = [n for tl in tls for n in tl.names.values()]
     ignored = {n for n, _ in alignment.ignored}
+    for name, src in _tied(tls, plan.used_torch - ignored).items():
+        plan.dropped.append((name, f"tied to `{src}` (the same storage), loaded from there"))
+        ignored.add(name)
     unmatched_t = tuple(n for n in all_torch if n not in plan.used_torch and n not in ignored)
     all_jax = [leaf.path for jl in jls for leaf in jl.leaves.values()]
     unmatched_j = tuple(p for p in all_jax if p not in plan.done_jax)
@@ -368,6 +532,14 @@ def load_torch_weights(
         c = _closest(p_, list(unmatched_t) or all_torch, to_torch=False)
         if c:
             closest[p_] = c
+    hints = _hints(alignment, set(unmatched_t), set(unmatched_j))
+    arrays = {n: tl.tensors[r] for tl in tls for r, n in tl.names.items()}
+    for n in unmatched_t:
+        if arrays[n].dtype.kind in "iub" and n not in hints:
+            hints[n] = (
+                f"an {arrays[n].dtype} buffer, not a weight? leave it out with "
+                f"rules=[(r{re.escape(n)!r}, None)]"
+            )
     record = WeightMapping(
         jax_model,
         tuple(plan.rows),
@@ -379,13 +551,16 @@ def load_torch_weights(
         tuple(plan.notes),
         fw,
         closest,
+        tuple(p.how for p in alignment.pairs),
+        hints,
+        tuple(alignment.pairs),
     )
     if strict and (unmatched_t or unmatched_j or plan.mismatches):
         name = _model_name(jax_model, fw)
         lines = "\n".join(f"  - {p}" for p in record.problems())
         raise ValueError(
             f"Cannot load the torch weights into `{name}` ({fw}): "
-            f"{len(record.problems())} problems (nothing was loaded):\n{lines}\n"
+            f"{_count(len(record.problems()), 'problem')} (nothing was loaded):\n{lines}\n"
             "Fix the port, name the pairs with `rules=[(torch_regex, jax_path), ...]`, or pass "
             "`strict=False` to load what matches."
         )
@@ -395,13 +570,20 @@ def load_torch_weights(
         path: _finish_dtype(np.asarray(v), leaves[path].dtype, path, notes)
         for path, v in plan.values.items()
     }
+    up = [p for p, v in values.items() if v.dtype == np.float64 != leaves[p].dtype]
+    if up:
+        notes.append(
+            f"{len(up)} float32 leaves loaded as float64 (torch float64 under x64), e.g. "
+            f"`{up[0]}`; modules that make arrays from their param_dtype (an RNN's initial "
+            "carry) need param_dtype=float64 too"
+        )
     model = set_leaves(jax_model, values)
     return dataclasses.replace(record, model=model, notes=tuple(notes))
 
 
 def _torch_dtype_like(value: np.ndarray, like: Any) -> Any:
     torch = require_torch()
-    t = torch.from_numpy(np.array(value, copy=True))
+    t = torch.from_numpy(np.array(value, copy=True, order="C"))
     return t.to(dtype=like.dtype) if t.dtype != like.dtype else t
 
 
@@ -441,10 +623,14 @@ def export_torch_weights(
       <All keys matched successfully>
     """
     torch = require_torch()
-    fw, jls, alignment, _ = _prepare(jax_model, torch_module, rules, "export")
+    fw, jls, alignment, tls = _prepare(jax_model, torch_module, rules, "export")
     plan = _plan(alignment)
     state = dict(torch_module) if isinstance(torch_module, Mapping) else torch_module.state_dict()
-    jvals = {p: np.asarray(v) for p, v in jax_leaves(jax_model).items()}
+    jvals: dict[str, Any] = {}
+    for path, v in jax_leaves(jax_model).items():
+        if not hasattr(v, "__array__"):  # an abstract leaf (nnx.eval_shape, ShapeDtypeStruct)
+            v = None
+        jvals[path] = v if v is None else np.asarray(v)
     out: dict[str, Any] = {}
     problems = list(plan.mismatches)
     for pair in alignment.pairs:
@@ -452,6 +638,14 @@ def export_torch_weights(
             continue
         tl, jl = pair.torch, pair.jax
         jax_rel = {rel: jvals[leaf.path] for rel, leaf in jl.leaves.items()}
+        used = {p.jax for p in pair.plan.pieces}
+        abstract = [jl.leaves[r].path for r in used if jax_rel[r] is None]
+        if abstract:
+            raise ValueError(
+                f"Cannot export `{_model_name(jax_model, fw)}`: the JAX leaves {abstract} have "
+                "no values (an abstract model from nnx.eval_shape / eqx.filter_eval_shape); "
+                "load or initialise them first."
+            )
         for rel, arr in pair.plan.export(jax_rel, tl.tensors).items():
             name = tl.names[rel]
             like = state[name]
@@ -462,9 +656,11 @@ def export_torch_weights(
                 )
                 continue
             out[name] = _torch_dtype_like(arr, like)
-    keep = {n for n, _ in plan.dropped}
-    for n in keep:
+    for n, _ in plan.dropped:
         out[n] = state[n].detach().clone()
+    for n, src in _tied(tls, plan.used_torch).items():
+        if src in out:
+            out[n] = out[src].clone()
     missing = [n for n in state if n not in out]
     all_jax = [leaf.path for jl in jls for leaf in jl.leaves.values()]
     unused = [p for p in all_jax if p not in plan.done_jax]
@@ -478,7 +674,7 @@ def export_torch_weights(
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ValueError(
             f"Cannot export `{_model_name(jax_model, fw)}` ({fw}) to torch: "
-            f"{len(problems)} problems:\n{lines}"
+            f"{_count(len(problems), 'problem')}:\n{lines}"
         )
     del torch
     return {n: out[n] for n in state}
