@@ -31,6 +31,9 @@ CONTRACT = {
         "catalog",
         "optax_like",
         "compare_optimizers",
+        "compare_model",
+        "tap",
+        "ModelParityResult",
     },
 }
 

@@ -12,7 +12,13 @@ torch = pytest.importorskip("torch")
 nnx = pytest.importorskip("flax.nnx")
 eqx = pytest.importorskip("equinox")
 
-from funcdiff.parity import ModelParityResult, compare_model, get_divergence, tap  # noqa: E402
+from funcdiff.parity import (  # noqa: E402
+    ModelParityResult,
+    compare_model,
+    get_divergence,
+    load_torch_weights,
+    tap,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -226,11 +232,11 @@ class TorchBN(torch.nn.Module):
 class TorchLikeBN(nnx.Module):
     """A BatchNorm with torch's update (unbiased running variance), stats in the input dtype."""
 
-    def __init__(self, n, momentum=0.1, eps=1e-5):
-        self.scale = nnx.Param(jnp.ones(n))
-        self.bias = nnx.Param(jnp.zeros(n))
-        self.mean = nnx.BatchStat(jnp.zeros(n))
-        self.var = nnx.BatchStat(jnp.ones(n))
+    def __init__(self, n, momentum=0.1, eps=1e-5, dtype=np.float32):
+        self.scale = nnx.Param(np.ones(n, dtype))
+        self.bias = nnx.Param(np.zeros(n, dtype))
+        self.mean = nnx.BatchStat(np.zeros(n, dtype))
+        self.var = nnx.BatchStat(np.ones(n, dtype))
         self.momentum, self.epsilon, self.training = momentum, eps, True
 
     def __call__(self, x):
@@ -263,7 +269,7 @@ def _bn_port(bn):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_torch_like_batchnorm_agrees_in_train_mode(dtype):
-    t, j = _bn_port(TorchLikeBN(4))
+    t, j = _bn_port(TorchLikeBN(4, dtype=dtype))
     r = compare_model(j, t, _x(8, 3, dtype=dtype), train=True)
     assert r.ok, str(r)
     assert {p.torch_name for p in r.params if p.quantity == "state"} == {
@@ -287,6 +293,19 @@ def test_batchnorm_unbiased_running_var():
     bad = {p.torch_name for p in r.params if not p.passed}
     assert bad == {"bn.running_var"}
     assert "batchnorm-running-var" in {f.rule for f in r.diagnosis}
+
+
+def test_float32_statistics_in_a_float64_run():
+    t, j = _bn_port(nnx.BatchNorm(4, momentum=0.9, rngs=nnx.Rngs(0)))
+    with torch.no_grad():
+        t.bn.running_mean.uniform_(-1, 1)
+        t.bn.running_var.uniform_(0.5, 2)
+    j.bn.mean[...] = _np(t.bn.running_mean)
+    j.bn.var[...] = _np(t.bn.running_var)
+    r = compare_model(j, t, _x(8, 3, dtype=np.float64))
+    assert r.ok, str(r)  # the compared copy is cast to float64, like torch's
+    f = next(f for f in r.diagnosis if f.rule == "lower-precision")
+    assert f.entry == "flax-batchnorm-float32-stats" and "mean" in f.jax_setting
 
 
 def test_dropout_refused_in_train_mode():
@@ -389,7 +408,16 @@ def _lstm_port(*, fold_bias=True, order=(0, 1, 2, 3)):
 def test_lstm_right_port_and_missing_input_bias():
     x = _x(2, 5, 3)
     t, j = _lstm_port()
-    assert compare_model(j, t, x).ok
+    good = compare_model(j, t, x.astype(np.float64))
+    assert good.ok, str(good)
+    # fused gates and summed biases paired through export_torch_weights, in float64
+    assert {p.torch_name for p in good.params} == {
+        "lstm.weight_ih_l0",
+        "lstm.weight_hh_l0",
+        "lstm.bias_ih_l0",
+        "lstm.bias_hh_l0",
+    }
+    assert max(p.grad_error for p in good.params) < 1e-12
     t, j = _lstm_port(fold_bias=False)
     r = compare_model(j, t, x)
     assert not r.ok and r.first_divergence == "lstm"
@@ -576,3 +604,87 @@ def test_bad_input():
         compare_model(lambda x: x @ jnp.ones((9, 9)), t, _x(2, 3))
     with pytest.raises(TypeError, match="`loss`"):
         compare_model(lambda x: x, t, _x(2, 3), loss=3)
+
+
+# ---- nnx.MultiHeadAttention ----------------------------------------------------------------
+
+
+class TorchMHA(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(9)
+        self.attn = torch.nn.MultiheadAttention(4, 2, batch_first=True)
+
+    def forward(self, x, pad):
+        return self.attn(x, x, x, key_padding_mask=pad, need_weights=False)[0]
+
+
+class NnxMHA(nnx.Module):
+    def __init__(self, invert):
+        self.attn = nnx.MultiHeadAttention(2, 4, qkv_features=4, decode=False, rngs=nnx.Rngs(0))
+        self.invert = invert
+
+    def __call__(self, x, pad):
+        keep = ~pad if self.invert else pad  # torch: True = masked out; flax: True = attend
+        return self.attn(x, x, x, mask=keep[:, None, None, :])
+
+
+def test_nnx_attention_mask_and_float32_softmax():
+    t = TorchMHA()
+    x = _x(2, 3, 4, dtype=np.float64)
+    pad = np.array([[False, False, True], [False, True, True]])
+    right = NnxMHA(invert=True)
+    assert load_torch_weights(right, t).ok
+    assert compare_model(right, t, x.astype(np.float32), pad).ok
+    r64 = compare_model(right, t, x, pad)  # the softmax runs in float32 inside
+    assert not r64.ok and r64.first_divergence == "attn"
+    f = next(f for f in r64.diagnosis if f.rule == "lower-precision")
+    assert f.entry == "dot-product-attention-float32-softmax"
+    assert max(r64.layers[1].forward_error, 0) < 1e-6  # float32 round-off, not a bug
+    wrong = NnxMHA(invert=False)
+    load_torch_weights(wrong, t)
+    r = compare_model(wrong, t, x.astype(np.float32), pad)
+    assert not r.ok and r.first_divergence == "attn"
+    assert "attention-mask-polarity" in {f.rule for f in r.diagnosis}
+
+
+# ---- Equinox with state: (module, eqx.nn.State) ----------------------------------------------
+
+
+class EqxBN(eqx.Module):
+    fc: eqx.nn.Linear
+    bn: eqx.nn.BatchNorm
+
+    def __init__(self, mode):
+        self.fc = eqx.nn.Linear(3, 4, key=jax.random.key(0))
+        self.bn = eqx.nn.BatchNorm(4, "batch", momentum=0.9, mode=mode)
+
+    def __call__(self, x, state):
+        h = jax.vmap(self.fc)(x)
+        return jax.vmap(self.bn, axis_name="batch", in_axes=(0, None), out_axes=(0, None))(h, state)
+
+
+def _eqx_bn_port(mode):
+    t = TorchBN()
+    module, state = eqx.nn.make_with_state(EqxBN)(mode)
+    module = eqx.tree_at(
+        lambda m: (m.fc.weight, m.fc.bias),
+        module,
+        (jnp.asarray(_np(t.fc.weight)), jnp.asarray(_np(t.fc.bias))),
+    )
+    return t, (module, state)
+
+
+def test_equinox_batchnorm_with_state():
+    x = _x(8, 3)
+    t, pair = _eqx_bn_port("batch")
+    assert compare_model(pair, t, x).ok  # eval: the running statistics are torch's initial ones
+    r = compare_model(pair, t, x, train=True)  # eqx, like flax, keeps the biased variance
+    assert not r.ok and r.first_divergence == "bn"
+    assert {p.torch_name for p in r.params if not p.passed} == {"bn.running_var"}
+    assert "batchnorm-running-var" in {f.rule for f in r.diagnosis}
+    t, pair = _eqx_bn_port("ema")
+    r = compare_model(pair, t, x)
+    assert not r.ok and r.first_divergence == "bn"
+    f = next(f for f in r.diagnosis if f.rule == "equinox-batchnorm-ema")
+    assert f.entry == "equinox-batchnorm-ema"

@@ -12,12 +12,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from funcdiff._cli import bench, check, demo, parity, regress
+from funcdiff._cli import bench, check, demo, parity, port, regress
 from funcdiff._cli._common import CLIError, Parser, fail
 
 __all__ = ["main"]
 
-_COMMANDS = (demo, check, parity, regress, bench)
+_COMMANDS = (demo, check, parity, port, regress, bench)
 
 
 def build_parser() -> Parser:
@@ -28,7 +28,7 @@ def build_parser() -> Parser:
     from funcdiff import __version__
 
     parser.add_argument("--version", action="version", version=f"funcdiff {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{demo,check,parity,regress,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,check,parity,port,regress,bench}")
     sub.required = True
     for module in _COMMANDS:
         module.register(sub)

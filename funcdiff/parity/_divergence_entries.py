@@ -8,6 +8,7 @@ the kink search tells a registered disagreement from a new one.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -111,7 +112,7 @@ def _median_covers(x: Any, *_: Any) -> bool:
 def registry() -> tuple[Divergence, ...]:
     """Every entry, in the documented order."""
     F = lambda: _t().nn.functional
-    return (
+    return (  # noqa: RUF005 - the porting entries follow the op entries
         Divergence(
             "abs-at-zero",
             "jnp.abs / torch.abs",
@@ -530,5 +531,314 @@ def registry() -> tuple[Divergence, ...]:
             lambda z: z.abs() ** 2,
             None,
             note="take jnp.conj of JAX's gradient to get PyTorch's; no op variant applies",
+        ),
+    ) + _porting_entries()
+
+
+# ---- model-porting conventions (funcdiff.parity.compare_model's convention check) -----------
+# Each entry is one layer-level convention measured at a tiny point: JAX/Flax/Equinox with its
+# default (or the setting a straight port copies) against torch's layer. compare_model's
+# findings name these entries. flax and equinox are imported when an entry is measured.
+
+
+def _nnx() -> Any:
+    from flax import nnx
+
+    return nnx
+
+
+def _f64(t: Any) -> Any:
+    return _t().float64 if t is None else t
+
+
+def _same_conv(x: Any) -> Any:
+    w = jnp.ones((1, 1, 3), x.dtype)
+    return jax.lax.conv_general_dilated(x[None, None], w, (2,), "SAME").ravel()
+
+
+def _flax_layer_norm(x: Any) -> Any:
+    nnx = _nnx()
+    ln = nnx.LayerNorm(x.shape[-1], use_bias=False, use_scale=False, rngs=nnx.Rngs(0))
+    return ln(x)
+
+
+def _flax_bn_stat(x: Any, stat: str, momentum: float) -> Any:
+    nnx = _nnx()
+    bn = nnx.BatchNorm(
+        1,
+        momentum=momentum,
+        use_running_average=False,
+        dtype=x.dtype,
+        param_dtype=x.dtype,
+        rngs=nnx.Rngs(0),
+    )
+    with warnings.catch_warnings():  # flax writes float64 batch stats into float32 ones
+        warnings.simplefilter("ignore", FutureWarning)
+        bn(x[:, None])
+    return getattr(bn, stat)[...].astype(x.dtype)
+
+
+def _torch_bn_stat(x: Any, stat: str, momentum: float) -> Any:
+    bn = _t().nn.BatchNorm1d(1, momentum=momentum, dtype=x.dtype)
+    bn.train()
+    bn(x[:, None])
+    return getattr(bn, stat).detach()
+
+
+def _flax_lstm_hidden_bias_only(x: Any) -> Any:
+    nnx = _nnx()
+    cell = nnx.LSTMCell(1, 1, param_dtype=x.dtype, dtype=x.dtype, rngs=nnx.Rngs(0))
+    for n in ("ii", "if_", "ig", "io", "hi", "hf", "hg", "ho"):
+        getattr(cell, n).kernel[...] = jnp.zeros((1, 1), x.dtype)
+    for n in ("hi", "hf", "hg", "ho"):
+        getattr(cell, n).bias[...] = jnp.ones(1, x.dtype)  # torch's bias_hh; bias_ih dropped
+    carry = (jnp.zeros((1, 1), x.dtype), jnp.zeros((1, 1), x.dtype))
+    return cell(carry, x[None, :1])[1].ravel()
+
+
+def _torch_lstm_cell(x: Any, b_ih: Any, b_hh: Any) -> Any:
+    torch = _t()
+    cell = torch.nn.LSTMCell(1, 1, dtype=x.dtype)
+    with torch.no_grad():
+        cell.weight_ih.zero_()
+        cell.weight_hh.zero_()
+        cell.bias_ih.copy_(torch.tensor(b_ih, dtype=x.dtype))
+        cell.bias_hh.copy_(torch.tensor(b_hh, dtype=x.dtype))
+    return cell(x[None, :1])[0].detach().ravel()
+
+
+def _lstm_igfo(x: Any) -> Any:
+    """One LSTM step reading torch's fused bias (0, 1, 2, 3) in haiku's gate order i, g, f, o."""
+    i, g, _, o = jnp.arange(4.0, dtype=x.dtype) + 0 * x[0]  # f unused: the cell starts at 0
+    c = jax.nn.sigmoid(i) * jnp.tanh(g)
+    return (jax.nn.sigmoid(o) * jnp.tanh(c))[None]
+
+
+def _torch_mha_padding_mask(kv: Any) -> Any:
+    torch = _t()
+    mha = torch.nn.MultiheadAttention(1, 1, bias=False, batch_first=True, dtype=kv.dtype)
+    with torch.no_grad():
+        mha.in_proj_weight.fill_(1.0)
+        mha.out_proj.weight.fill_(1.0)
+    q = torch.ones(1, 1, 1, dtype=kv.dtype)
+    k = kv.reshape(1, 2, 1)
+    mask = torch.tensor([[True, False]])  # the same boolean mask as the JAX side
+    return mha(q, k, k, key_padding_mask=mask, need_weights=False)[0].detach().ravel()
+
+
+def _jax_attention_mask(kv: Any) -> Any:
+    q = jnp.ones((1, 1, 1, 1), kv.dtype)
+    k = kv.reshape(1, 2, 1, 1)
+    mask = jnp.array([True, False]).reshape(1, 1, 1, 2)
+    return jax.nn.dot_product_attention(q, k, k, mask=mask).ravel()
+
+
+def _jax_sdpa(kv: Any) -> Any:
+    q = jnp.ones((1, 1, 1, 1), kv.dtype)
+    k = kv[:2].reshape(1, 2, 1, 1)
+    v = kv[2:].reshape(1, 2, 1, 1)
+    return jax.nn.dot_product_attention(q, k, v).ravel()
+
+
+def _torch_sdpa(kv: Any) -> Any:
+    F = _t().nn.functional
+    q = kv.new_ones(1, 1, 1, 1)
+    k, v = kv[:2].reshape(1, 1, 2, 1), kv[2:].reshape(1, 1, 2, 1)
+    return F.scaled_dot_product_attention(q, k, v).ravel()
+
+
+def _eqx_ema_second_step(x: Any) -> Any:
+    import equinox as eqx
+
+    bn, state = eqx.nn.make_with_state(eqx.nn.BatchNorm)(1, "batch", mode="ema", dtype=x.dtype)
+    f = jax.vmap(bn, axis_name="batch", in_axes=(0, None), out_axes=(0, None))
+    _, state = f(x[:, None], state)
+    return f(2.0 * x[:, None], state)[0].ravel()
+
+
+def _torch_bn_second_step(x: Any) -> Any:
+    bn = _t().nn.BatchNorm1d(1, dtype=x.dtype)
+    bn.train()
+    bn(x[:, None])
+    return bn(2.0 * x[:, None]).detach().ravel()
+
+
+def _porting_entries() -> tuple[Divergence, ...]:
+    F = lambda: _t().nn.functional
+    port = "a model port (funcdiff.parity.compare_model's convention check)"
+    return (
+        Divergence(
+            "strided-same-padding",
+            "lax.conv 'SAME' (flax nnx.Conv default) / torch conv padding=1",
+            "kernel 3, stride 2, x = [1, 2, 3, 4]",
+            "value",
+            (6.0, 7.0),
+            (3.0, 9.0),
+            "google/flax#2993, pytorch#3867: strided 'SAME' pads (0, 1), torch pads (1, 1)",
+            _a([1.0, 2.0, 3.0, 4.0]),
+            _same_conv,
+            lambda x: F().conv1d(x[None, None], x.new_ones(1, 1, 3), stride=2, padding=1).ravel(),
+            None,
+            note=f"{port}: pass padding=((1, 1),) (explicit, symmetric) to the JAX conv",
+        ),
+        Divergence(
+            "flax-norm-epsilon",
+            "nnx.LayerNorm / torch LayerNorm (also GroupNorm, RMSNorm)",
+            "defaults, x = [0, 0.002] (variance 1e-6, near the epsilon)",
+            "value",
+            (-0.7071067811865476, 0.7071067811865476),
+            (-0.3015113445777636, 0.3015113445777636),
+            "flax nnx.LayerNorm epsilon=1e-6; torch nn.LayerNorm eps=1e-5",
+            _a([0.0, 0.002]),
+            _flax_layer_norm,
+            lambda x: F().layer_norm(x, (2,)),
+            None,
+            note=f"{port}: pass epsilon=1e-5 to the flax norm",
+        ),
+        Divergence(
+            "batchnorm-momentum",
+            "nnx.BatchNorm(momentum=m) / torch BatchNorm(momentum=m)",
+            "one training step, m = 0.1, batch [1, 3]: the running mean",
+            "value",
+            (1.7999999523162842,),
+            (0.2,),
+            "pytorch/examples#289; flax: new = m*old + (1-m)*batch, torch: new = (1-m)*old + "
+            "m*batch",
+            _a([1.0, 3.0]),
+            lambda x: _flax_bn_stat(x, "mean", 0.1),
+            lambda x: _torch_bn_stat(x, "running_mean", 0.1),
+            None,
+            note=f"{port}: torch momentum m is flax/equinox momentum 1 - m (0.1 -> 0.9)",
+        ),
+        Divergence(
+            "batchnorm-running-var",
+            "nnx.BatchNorm / torch BatchNorm running variance",
+            "one training step with the batch's own statistic kept (flax m = 0, torch m = 1), "
+            "batch [1, 3]",
+            "value",
+            (1.0,),
+            (2.0,),
+            "pytorch#60528 (torch stores the unbiased batch variance); flax stores the biased",
+            _a([1.0, 3.0]),
+            lambda x: _flax_bn_stat(x, "var", 0.0),
+            lambda x: _torch_bn_stat(x, "running_var", 1.0),
+            None,
+            note=f"{port}: a BatchNorm that updates var with n/(n-1) times the batch variance",
+        ),
+        Divergence(
+            "flax-batchnorm-float32-stats",
+            "nnx.BatchNorm (float64 params) / torch BatchNorm float64",
+            "running mean after one step (flax m = 0, torch m = 1), batch [0.1, 0.3]",
+            "value",
+            (0.20000000298023224,),
+            (0.2,),
+            "flax nnx.BatchNorm keeps mean/var in float32 whatever param_dtype (measured)",
+            _a([0.1, 0.3]),
+            lambda x: _flax_bn_stat(x, "mean", 0.0),
+            lambda x: _torch_bn_stat(x, "running_mean", 1.0),
+            None,
+            note=f"{port}: float64 ports need a BatchNorm whose statistics follow the input dtype",
+        ),
+        Divergence(
+            "avg-pool-count-include-pad",
+            "nnx.avg_pool / torch avg_pool1d(count_include_pad=False)",
+            "window 3, stride 1, padding 1, x = [1, 2, 3]",
+            "value",
+            (1.0, 2.0, 1.6666666666666665),
+            (1.5, 2.0, 2.5),
+            "flax avg_pool count_include_pad=True by default; torch's argument (measured 0.185 "
+            "on a 2-D case)",
+            _a([1.0, 2.0, 3.0]),
+            lambda x: _nnx().avg_pool(x[None, :, None], (3,), (1,), ((1, 1),)).ravel(),
+            lambda x: F().avg_pool1d(x[None, None], 3, 1, 1, count_include_pad=False).ravel(),
+            None,
+            note=f"{port}: pass count_include_pad=False to the flax pooling",
+        ),
+        Divergence(
+            "pool-ceil-mode",
+            "nnx.max_pool / torch max_pool1d(ceil_mode=True)",
+            "window 2, stride 2, x of length 5: the number of output windows",
+            "value",
+            (2.0,),
+            (3.0,),
+            "torch ceil_mode keeps a last partial window; flax pooling has no ceil mode",
+            _a([1.0, 2.0, 3.0, 4.0, 5.0]),
+            lambda x: jnp.asarray(
+                [_nnx().max_pool(x[None, :, None], (2,), (2,)).shape[1]], x.dtype
+            ),
+            lambda x: x.new_tensor([F().max_pool1d(x[None, None], 2, 2, ceil_mode=True).shape[-1]]),
+            None,
+            note=f"{port}: pad the input on the right by stride - 1 (-inf for max pooling)",
+        ),
+        Divergence(
+            "attention-mask-polarity",
+            "jax.nn.dot_product_attention(mask=m) / torch MultiheadAttention(key_padding_mask=m)",
+            "the same boolean mask [True, False] over keys/values [1, 2]",
+            "value",
+            (1.0,),
+            (2.0,),
+            "flax/jax: True = attend; torch MHA masks: True = masked out (pytorch#120668)",
+            _a([1.0, 2.0]),
+            _jax_attention_mask,
+            _torch_mha_padding_mask,
+            None,
+            note=f"{port}: pass ~mask to the JAX attention",
+        ),
+        Divergence(
+            "dot-product-attention-float32-softmax",
+            "jax.nn.dot_product_attention / F.scaled_dot_product_attention, float64",
+            "q = 1, keys [0.1, 0.7], values [0.3, 0.9]",
+            "value",
+            (0.6873937726020813,),
+            (0.6873937837354772,),
+            "jax.nn.dot_product_attention computes the softmax in float32 (jax source, measured "
+            "4e-8 off torch in float64)",
+            _a([0.1, 0.7, 0.3, 0.9]),
+            _jax_sdpa,
+            _torch_sdpa,
+            None,
+            note=f"{port}: an attention_fn that stays in the input dtype (nnx.MultiHeadAttention)",
+        ),
+        Divergence(
+            "rnn-input-bias",
+            "nnx.LSTMCell / torch LSTMCell",
+            "zero weights, torch bias_ih = bias_hh = 1, JAX given torch's bias_hh only",
+            "value",
+            (0.3696063529357058,),
+            (0.6082834181835157,),
+            "google/flax#3746: nnx.LSTMCell input Linears have no bias; torch has two",
+            _a([0.5]),
+            _flax_lstm_hidden_bias_only,
+            lambda x: _torch_lstm_cell(x, [1.0] * 4, [1.0] * 4),
+            None,
+            note=f"{port}: set the JAX hidden bias to bias_ih + bias_hh",
+        ),
+        Divergence(
+            "rnn-gate-order",
+            "an LSTM reading gates i, g, f, o (haiku's order) / torch LSTMCell (i, f, g, o)",
+            "zero weights, torch bias_ih = [0, 1, 2, 3], one step",
+            "value",
+            (0.34616494652962415,),
+            (0.42661502586842354,),
+            "torch nn.LSTM docs (gates i, f, g, o); dm-haiku hk.LSTM splits i, g, f, o",
+            _a([0.5]),
+            _lstm_igfo,
+            lambda x: _torch_lstm_cell(x, [0.0, 1.0, 2.0, 3.0], [0.0] * 4),
+            None,
+            note=f"{port}: split torch's fused weights in torch's gate order",
+        ),
+        Divergence(
+            "equinox-batchnorm-ema",
+            "eqx.nn.BatchNorm(mode='ema') / torch BatchNorm, training mode",
+            "second training step on batch 2 * [1, 3] (the first was [1, 3])",
+            "value",
+            (-0.019706489900945735, 3.9215914902881974),
+            (-0.9999987500023437, 0.9999987500023437),
+            "equinox#659: mode='ema' normalises training batches with running averages",
+            _a([1.0, 3.0]),
+            _eqx_ema_second_step,
+            _torch_bn_second_step,
+            None,
+            note=f"{port}: eqx.nn.BatchNorm(..., mode='batch') matches torch (5e-7, measured)",
         ),
     )

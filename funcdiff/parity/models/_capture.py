@@ -64,33 +64,7 @@ class CallInfo:
     float_ndims: list[int]  # ndim of each float input inside the trace (to undo vmaps)
     out_ndim: int | None
     other_arrays: bool  # non-float array inputs (masks, indices): isolation is skipped
-
-
-def _send(store: Callable[[Any], Any], v: Any) -> Any:
-    """``v`` unchanged, its exact value handed to ``store`` on the host.
-
-    XLA may run a host callback on one of its worker threads, where a scoped
-    ``jax.enable_x64`` (thread-local) is off: 64-bit callback operands and results are then
-    canonicalised to 32 bits (the callback raises "Incorrect output dtype", or the host sees
-    rounded values). So 64-bit values travel bit-cast to pairs of uint32 and are viewed back
-    on the host, and the callback returns an int8 zero that is added to ``v`` (keeping the
-    callback in the program) instead of ``v`` itself.
-    """
-    dtype = np.dtype(jnp.result_type(v))
-    wide = dtype.itemsize == 8 and dtype.kind == "f"
-    payload = jax.lax.bitcast_convert_type(v, jnp.uint32) if wide else v
-
-    def host(p: Any) -> Any:
-        a = np.asarray(p)
-        if wide:
-            a = np.ascontiguousarray(a).view(dtype)[..., 0]
-        store(a)
-        return np.zeros(a.shape, np.int8)
-
-    zero = jax.pure_callback(
-        host, jax.ShapeDtypeStruct(jnp.shape(v), jnp.int8), payload, vmap_method="expand_dims"
-    )
-    return v + zero.astype(dtype)
+    specs: list[Any] = dataclasses.field(default_factory=list)  # ShapeDtypeStruct per array leaf
 
 
 class Recorder:
@@ -134,15 +108,13 @@ class Recorder:
 
         @jax.custom_vjp
         def ident(v: Any) -> Any:
-            return _send(fwd_store, v)
+            return to_host(fwd_store, v)
 
         def fwd(v: Any) -> tuple[Any, None]:
             return ident(v), None
 
         def bwd(_: None, g: Any) -> tuple[Any]:
-            if bwd_store is None:
-                return (g,)
-            return (_send(bwd_store, g),)
+            return (g if bwd_store is None else to_host(bwd_store, g),)
 
         ident.defvjp(fwd, bwd)
         return ident(x)
@@ -153,7 +125,7 @@ class Recorder:
 
         @jax.custom_vjp
         def ident(v: Any) -> Any:
-            return _send(store, v)
+            return to_host(store, v)
 
         ident.defvjp(lambda v: (ident(v), None), lambda _, g: (g,))
         return ident(x)
@@ -162,9 +134,18 @@ class Recorder:
 
     @staticmethod
     def _one(vals: list[np.ndarray] | None) -> np.ndarray | None:
+        """The recorded value; several (a tap inside ``scan``) stacked along a new axis 0.
+
+        XLA may run a pure callback more than once for one value (rematerialisation), so
+        exact repeats of the previous value are dropped first.
+        """
         if not vals:
             return None
-        return vals[0] if len(vals) == 1 else np.stack(vals)
+        kept = [vals[0]]
+        for v in vals[1:]:
+            if not (v.shape == kept[-1].shape and np.array_equal(v, kept[-1], equal_nan=True)):
+                kept.append(v)
+        return kept[0] if len(kept) == 1 else np.stack(kept)
 
     def value(self, key: str) -> np.ndarray | None:
         return self._one(self.values.get(key))
@@ -186,6 +167,29 @@ class Recorder:
 
     def reset_values(self) -> None:
         self.values, self.grads, self.inputs = {}, {}, {}
+
+
+def to_host(store: Callable[[Any], Any], x: Any) -> Any:
+    """``x`` unchanged, with ``store`` called on its value on the host.
+
+    float64 travels as its bits (``uint32`` pairs): JAX canonicalises a callback's arguments
+    and results with the x64 setting of the thread that runs it, and XLA runs callbacks of
+    larger programs on worker threads, where the scoped x64 of the caller does not hold.
+    """
+    dtype = jnp.result_type(x)
+    if dtype == jnp.float64:
+        bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+
+        def via_bits(b: Any) -> Any:
+            b = np.ascontiguousarray(np.asarray(b))
+            store(b.view(np.float64)[..., 0])
+            return b
+
+        sds = jax.ShapeDtypeStruct(bits.shape, bits.dtype)
+        out = jax.pure_callback(via_bits, sds, bits, vmap_method="expand_dims")
+        return jax.lax.bitcast_convert_type(out, jnp.float64)
+    sds = jax.ShapeDtypeStruct(jnp.shape(x), dtype)
+    return jax.pure_callback(store, sds, x, vmap_method="expand_dims")
 
 
 @contextmanager
@@ -268,6 +272,10 @@ def record_call(name: str, fn: Callable[..., Any], args: Any, kwargs: Any) -> An
         [int(np.ndim(leaves[i])) for i in float_pos],
         None if o is None else int(np.ndim(out_leaves[o])),
         other,
+        [
+            jax.ShapeDtypeStruct(np.shape(v), v.dtype) if hasattr(v, "shape") else None
+            for v in leaves
+        ],
     )
     if o is None:
         return out

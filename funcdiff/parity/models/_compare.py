@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcdiff._config import scoped
+from funcdiff._config import ONE_SHOT_COMPILER_OPTIONS, OneShotJit, scoped
 from funcdiff._validation import check_positive_float, is_float_dtype
 from funcdiff.parity import _measure as M
-from funcdiff.parity._compare import ParityRow, compare_arrays
+from funcdiff.parity._compare import DEFAULT_TOLERANCES, ParityRow, compare_arrays
 from funcdiff.parity._torch import require_torch
 from funcdiff.parity.models import _conventions as C
 from funcdiff.parity.models._capture import Recorder, capture_torch, recording
@@ -30,12 +30,15 @@ from funcdiff.parity.models._pairing import (
     act_to_jax,
     act_to_torch,
     align_layers,
-    layout_of,
+    best_layout,
     param_pairs,
 )
 from funcdiff.parity.models._report import Finding, LayerRow, ModelParityResult, ParamRow
 
 __all__ = ["compare_model"]
+
+# the forward+backward program runs once: compile it with the CPU one-shot options
+_RUN_OPTIONS = ONE_SHOT_COMPILER_OPTIONS
 
 
 def _framework(jax_model: Any, torch: Any) -> str:
@@ -54,7 +57,12 @@ def _framework(jax_model: Any, torch: Any) -> str:
     try:
         import equinox as eqx
 
-        if isinstance(jax_model, eqx.Module):
+        if isinstance(jax_model, eqx.Module) or (
+            isinstance(jax_model, tuple)
+            and len(jax_model) == 2
+            and isinstance(jax_model[0], eqx.Module)
+            and isinstance(jax_model[1], eqx.nn.State)
+        ):
             return "equinox"
     except ImportError:
         pass
@@ -226,7 +234,9 @@ def compare_model(
             jmods = [(p, m) for p, m in jax_modules(jax_model, framework) if _callable_layer(m)]
             pairs = align_layers(torch_module, jmods)
             hook_names = [t for t, _, _ in pairs]
-        prog = instrument(jax_model, framework, [j for _, j, _ in pairs], train=train)
+        prog = instrument(
+            jax_model, framework, [j for _, j, _ in pairs], train=train, dtype=np.dtype(dtype)
+        )
         jxs = [jnp.asarray(x) for x in xs]
         fidx = [i for i, x in enumerate(xs) if is_float_dtype(x.dtype)]
         rec = Recorder()
@@ -326,7 +336,7 @@ def compare_model(
 
         with recording(rec):
             try:
-                out, grads, new_rest = jax.jit(core)(
+                out, grads, new_rest = OneShotJit(core, _RUN_OPTIONS)(
                     prog.params, prog.rest, [jxs[i] for i in fidx], jcots
                 )
                 jax.block_until_ready(grads)
@@ -335,11 +345,17 @@ def compare_model(
                     f"The JAX model ({framework}) raised in the forward/backward run: "
                     f"{type(e).__name__}: {e}"
                 ) from None
-        r, a = tol["rtol"], tol["atol"]
+        # the run's dtype sets the tolerance, not the JAX array's: a float32 statistic in a
+        # float64 run is held to float64 tolerances
+        d_rtol, d_atol = DEFAULT_TOLERANCES.get(dtype, DEFAULT_TOLERANCES["float32"])
+        r = d_rtol if tol["rtol"] is None else tol["rtol"]
+        a = d_atol if tol["atol"] is None else tol["atol"]
         rows = _layer_rows(
             pairs, tc, rec, prog, xs, fidx, grads, out, r, a, isolate, notes, torch_module
         )
-        prows = _param_rows(pairs, tc, prog, grads[0], new_rest, torch_module, train, r, a, notes)
+        prows = _param_rows(
+            pairs, tc, prog, grads[0], new_rest, torch_module, train, r, a, notes, jax_model
+        )
         findings = C.check_conventions(
             pairs,
             torch_module,
@@ -349,10 +365,21 @@ def compare_model(
             train=train,
             trace_order=trace_order,
             torch_order=tc.pre_order,
+            model_layers=dict(jax_modules(jax_model, framework)) if framework != "function" else {},
         )
     first = _first_divergence(rows, prows, pairs)
     base = (first or "").split("#")[0]
-    if base and base in torch_names and not any(f.layer == base for f in findings):
+    # torch-side suspects where the JAX side cannot be read: a pure function, or attention
+    # masks (runtime values)
+    if (
+        base
+        and base in torch_names
+        and not any(f.layer == base for f in findings)
+        and (
+            framework == "function"
+            or type(torch_module.get_submodule(base)).__name__ == "MultiheadAttention"
+        )
+    ):
         findings = [*findings, *C.suspect(base, torch_module.get_submodule(base), None)]
     findings = _order_findings(findings, first)
     return ModelParityResult(
@@ -418,7 +445,9 @@ def _layer_rows(
         jv, tv = rec.value(jkey), tc.values.get(tkey)
         note = "" if jv is not None else "not called on the JAX side"
         jins, tins = rec.layer_inputs(jkey), tc.inputs.get(tkey)
-        pref = layout_of(jins[0].shape, tins[0].shape) if jins and tins else None
+        # layouts: by shape, ties (equal sizes) broken by the smaller error
+        pin = best_layout(jins[0], tins[0]) if jins and tins else None
+        pref = best_layout(jv, tv) or pin
         fwd = _row_or_none("value", tkey, jv, tv, r, a, pref)
         grad = _row_or_none("grad", tkey, rec.grad(jkey), tc.grads.get(tkey), r, a, pref)
         inrow = None
@@ -439,7 +468,7 @@ def _layer_rows(
             else:
                 try:
                     conv = [
-                        jnp.asarray(act_to_jax(t, j.shape, pref))
+                        jnp.asarray(act_to_jax(t, j.shape, best_layout(j, t)))
                         for t, j in zip(tins, jins, strict=True)
                     ]
                     res = _first_float(fn(*conv))
@@ -472,8 +501,38 @@ def _layer_rows(
     return rows
 
 
+def _exported_grads(
+    jax_model: Any, prog: Any, torch_module: Any, gpaths: dict[str, Any], wanted: list[str]
+) -> dict[str, tuple[str, np.ndarray]]:
+    """JAX gradients in torch's names and layouts by the weight alignment
+    (``WeightMapping.to_torch(..., gradients=True)``: fused RNN gates, attention projections,
+    summed biases, layouts the name pairing does not know). Empty when it cannot align."""
+    from funcdiff.parity.models._weights import load_torch_weights
+
+    try:
+        if prog.framework == "nnx":
+            from flax import nnx
+
+            jax_model = nnx.clone(jax_model)  # the load below writes into it
+        mapping = load_torch_weights(jax_model, torch_module, strict=False)
+        grads = mapping.to_torch({p: np.asarray(g) for p, g in gpaths.items()}, gradients=True)
+    except Exception:
+        return {}
+    rows: dict[str, list[Any]] = {}
+    for row in mapping.rows:  # "a.bias_ih_l0 + a.bias_hh_l0": one JAX bias from two tensors
+        for part in row.torch_name.split(" + "):
+            rows.setdefault(part, []).append(row)
+    out: dict[str, tuple[str, np.ndarray]] = {}
+    for name in wanted:
+        mine = rows.get(name)
+        if name in grads and mine:
+            jpath = mine[0].jax_path if len(mine) == 1 else mine[0].jax_layer
+            out[name] = (jpath, np.asarray(grads[name]))
+    return out
+
+
 def _param_rows(
-    pairs, tc, prog, pgrads, new_rest, torch_module, train, r, a, notes
+    pairs, tc, prog, pgrads, new_rest, torch_module, train, r, a, notes, jax_model=None
 ) -> list[ParamRow]:
     if prog.framework == "function":
         if tc.param_grads:
@@ -503,6 +562,22 @@ def _param_rows(
             )
         )
     if unmatched:
+        exported = _exported_grads(jax_model, prog, torch_module, gpaths, unmatched)
+        for tname in list(unmatched):
+            tg = tc.param_grads.get(tname)
+            if tname not in exported or tg is None:
+                continue
+            jpath, g = exported[tname]
+            out.append(
+                ParamRow(
+                    tname,
+                    jpath,
+                    "grad",
+                    compare_arrays("grad", tname, g, tg, r, a, check_dtype=False),
+                )
+            )
+            unmatched.remove(tname)
+    if unmatched:
         notes.append(
             f"parameters not paired (gradients not compared): {', '.join(unmatched[:8])}"
             + (" ..." if len(unmatched) > 8 else "")
@@ -530,7 +605,41 @@ def _param_rows(
                     ),
                 )
             )
+        if prog.framework == "equinox" and isinstance(jax_model, tuple):  # state by export
+            for tname, (jpath, v) in _exported_state(jax_model[0], new_rest, torch_module).items():
+                tb = tc.buffers.get(tname)
+                if tb is not None:
+                    row = compare_arrays("state", tname, v, tb, r, a, check_dtype=False)
+                    out.append(ParamRow(tname, jpath, "state", row))
+        done = {p.torch_name for p in out if p.quantity == "state"}
+        left = sorted(set(tc.buffers) - done)
+        if left:
+            notes.append(f"running statistics not compared: {', '.join(left)}")
     return out
+
+
+def _exported_state(module: Any, state: Any, torch_module: Any) -> dict[str, tuple[str, Any]]:
+    """Equinox running statistics after the step, in torch's names (``export_torch_weights``
+    of the ``(module, new state)`` pair)."""
+    from funcdiff.parity.models._weights import export_torch_weights, load_torch_weights
+
+    try:
+        torch = require_torch()
+        leaf = _first_float(state)
+        tm = copy.deepcopy(torch_module).to(getattr(torch, np.dtype(leaf.dtype).name))
+        sd = export_torch_weights((module, state), tm)
+    except Exception:
+        return {}
+    try:
+        mapping = load_torch_weights((module, state), tm, strict=False)
+        rows = {row.torch_name: row.jax_path for row in mapping.rows}
+    except Exception:
+        rows = {}
+    return {
+        n: (rows.get(n, "?"), sd[n].detach().cpu().numpy())
+        for n in sd
+        if n.endswith(("running_mean", "running_var"))
+    }
 
 
 def _first_divergence(rows: list[LayerRow], prows: list[ParamRow], pairs: Any) -> str | None:
@@ -593,6 +702,3 @@ def _post_rank(x: LayerRow, layers: list[LayerRow]) -> tuple[int, ...]:
 
 def _order_findings(findings: list[Finding], first: str | None) -> list[Finding]:
     return sorted(findings, key=lambda f: (f.layer != (first or "").split("#")[0],))
-
-
-_ = copy

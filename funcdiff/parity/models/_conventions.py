@@ -44,10 +44,8 @@ import math
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from funcdiff.parity.models._instrument import layer_fn
 from funcdiff.parity.models._report import Finding
 
 __all__ = ["RULES", "check_conventions", "suspect"]
@@ -100,12 +98,22 @@ def _eqs(jaxpr: Any) -> list[Any]:
 
 
 def _layer_jaxpr(prog: Any, rec: Any, key: str, path: str) -> Any:
-    fn = layer_fn(prog, rec, key, path)
-    ins = rec.layer_inputs(key)
-    if fn is None or ins is None:
+    """The JAX layer's jaxpr on abstract inputs shaped as in its recorded call (masks too)."""
+    info = rec.calls.get(key)
+    layer = prog.modules.get(path)
+    if info is None or layer is None or not info.specs:
         return None
+    where = [i for i, s in enumerate(info.specs) if s is not None]
+
+    def call(*arrays: Any) -> Any:
+        leaves = list(info.leaves)
+        for i, a in zip(where, arrays, strict=True):
+            leaves[i] = a
+        args, kwargs = jax.tree_util.tree_unflatten(info.treedef, leaves)
+        return layer(*args, **kwargs)
+
     try:
-        return jax.make_jaxpr(fn)(*[jnp.asarray(x) for x in ins]).jaxpr
+        return jax.make_jaxpr(call)(*[info.specs[i] for i in where]).jaxpr
     except Exception:
         return None
 
@@ -130,9 +138,12 @@ def check_conventions(
     train: bool,
     trace_order: list[str],
     torch_order: list[str],
+    model_layers: dict[str, Any] | None = None,
 ) -> list[Finding]:
-    """Every finding on the aligned pairs (see the module docstring)."""
+    """Every finding on the aligned pairs (see the module docstring); ``model_layers`` are the
+    user's own JAX layers by path (before the copy was cast)."""
     out: list[Finding] = []
+    model_layers = model_layers or {}
     for tname, jpath, kind in pairs:
         tm = torch_module.get_submodule(tname)
         jm = prog.modules.get(jpath)
@@ -140,11 +151,47 @@ def check_conventions(
             continue
         jt = type(jm).__name__
         out.extend(_static(tname, kind, tm, jm, jt, prog.framework, train))
+        if dtype == "float64":
+            out.extend(_low_leaves(tname, kind, model_layers.get(jpath), prog))
         jaxpr = _layer_jaxpr(prog, rec, jpath, jpath)
         if jaxpr is not None:
             out.extend(_from_jaxpr(tname, kind, tm, jaxpr, dtype, rec, jpath))
     out.extend(_layer_order(pairs, trace_order, torch_order))
     return out
+
+
+def _low_leaves(tname: str, kind: str, jm: Any, prog: Any) -> list[Finding]:
+    """Float32 statistics in the user's JAX layer (the compared copy is cast to float64, but
+    the user's own float64 training would keep them float32)."""
+    if jm is None:
+        return []
+    if prog.framework == "nnx":
+        from flax import nnx
+
+        leaves = {
+            ".".join(map(str, p)): v.get_value()
+            for p, v in nnx.iter_graph(jm)
+            if isinstance(v, nnx.BatchStat) and len(p) == 1
+        }
+    else:
+        return []
+    low = sorted(
+        k
+        for k, v in leaves.items()
+        if np.dtype(getattr(v, "dtype", np.float64)) in (np.float32, np.float16)
+    )
+    if not low:
+        return []
+    return [
+        _f(
+            tname,
+            "lower-precision",
+            "float64 statistics",
+            f"float32 {', '.join(low)} (cast for this comparison)",
+            "a BatchNorm whose statistics follow the input dtype (nnx.BatchNorm keeps float32)",
+            "flax-batchnorm-float32-stats",
+        )
+    ]
 
 
 def _static(
@@ -242,13 +289,14 @@ def _static(
                     f"momentum={1 - float(tmom):g}",
                 )
             )
-        if fw == "nnx" and jt == "BatchNorm" and train:
+        if jt == "BatchNorm" and train:
+            lib = "nnx.BatchNorm" if fw == "nnx" else "eqx.nn.BatchNorm"
             out.append(
                 _f(
                     tname,
                     "batchnorm-running-var",
                     "running_var updated with the unbiased batch variance",
-                    "nnx.BatchNorm updates var with the biased batch variance",
+                    f"{lib} updates var with the biased batch variance",
                     "a BatchNorm that updates var with n/(n-1) times the batch variance",
                 )
             )
@@ -281,6 +329,9 @@ def _rnn(tname: str, kind: str, tm: Any, jm: Any) -> list[Finding]:
     chunks = [w_ih[k * hsz : (k + 1) * hsz] for k in range(n)]
     names = ("ii", "if_", "ig", "io") if kind == "LSTM" else ("ir", "iz", "in_")
     jk = [_np(getattr(getattr(cell, nm, None), "kernel", None)) for nm in names]
+    fused = _np(getattr(getattr(cell, "dense_i", None), "kernel", None))
+    if fused is not None and fused.shape[-1] == n * hsz:  # OptimizedLSTMCell, GRUCell
+        jk = [fused[:, k * hsz : (k + 1) * hsz] for k in range(n)]
     out: list[Finding] = []
     if all(k is not None for k in jk):
         ks = [k.T for k in jk]  # type: ignore[union-attr]
@@ -450,7 +501,7 @@ def suspect(tname: str, tm: Any, row: Any) -> list[Finding]:
                 tname,
                 "avg-pool-count-include-pad",
                 "count_include_pad=False",
-                "unknown (pure function)",
+                "not read from the JAX side",
                 "flax avg_pool(..., count_include_pad=False)",
             )
         )
@@ -460,7 +511,7 @@ def suspect(tname: str, tm: Any, row: Any) -> list[Finding]:
                 tname,
                 "pool-ceil-mode",
                 "ceil_mode=True",
-                "unknown (pure function)",
+                "not read from the JAX side",
                 "pad the input on the right by stride - 1",
             )
         )
@@ -474,7 +525,7 @@ def suspect(tname: str, tm: Any, row: Any) -> list[Finding]:
                 tname,
                 "strided-same-padding",
                 f"padding={tm.padding}, stride={tm.stride}",
-                "unknown (pure function)",
+                "not read from the JAX side",
                 "explicit symmetric padding, not 'SAME'",
             )
         )
@@ -484,7 +535,7 @@ def suspect(tname: str, tm: Any, row: Any) -> list[Finding]:
                 tname,
                 "norm-epsilon",
                 f"eps={tm.eps:g}",
-                "unknown (pure function)",
+                "not read from the JAX side",
                 f"epsilon={tm.eps:g}",
             )
         )
@@ -494,7 +545,7 @@ def suspect(tname: str, tm: Any, row: Any) -> list[Finding]:
                 tname,
                 "gelu-approximation",
                 f"GELU approximate={sorted(_torch_gelus(tm))}",
-                "unknown (pure function)",
+                "not read from the JAX side",
                 "jax.nn.gelu(x, approximate=False)",
             )
         )

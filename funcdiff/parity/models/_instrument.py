@@ -59,6 +59,8 @@ def jax_modules(model: Any, framework: str) -> Iterator[tuple[str, Any]]:
         return
     if framework == "equinox":
         eqx = _eqx()
+        if isinstance(model, tuple):
+            model = model[0]
 
         def walk(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
             if isinstance(node, eqx.Module):
@@ -128,8 +130,19 @@ def _set_nnx(model: Any, path: str, value: Any) -> None:
         setattr(parent, last, value)
 
 
-def instrument(model: Any, framework: str, paths: list[str], *, train: bool) -> JaxProgram:
+def _cast(x: Any, dtype: Any) -> Any:
+    if hasattr(x, "dtype") and jax.numpy.issubdtype(x.dtype, jax.numpy.floating):
+        return jax.numpy.asarray(x, dtype)
+    return x
+
+
+def instrument(
+    model: Any, framework: str, paths: list[str], *, train: bool, dtype: Any = None
+) -> JaxProgram:
     """Builds the recorded program (see the module docstring).
+
+    With ``dtype``, the copy's floating weights and statistics are cast to it (as the torch
+    copy is), so a float64 comparison of a float32 model runs in float64 throughout.
 
     Raises:
       ValueError: dropout with a rate > 0 is active in training mode.
@@ -146,6 +159,14 @@ def instrument(model: Any, framework: str, paths: list[str], *, train: bool) -> 
     if framework == "nnx":
         nnx = _nnx()
         work = nnx.clone(model)
+        if dtype is not None:
+            for _, v in nnx.iter_graph(work):
+                if isinstance(v, nnx.Variable) and hasattr(v.get_value(), "dtype"):
+                    v.set_value(_cast(v.get_value(), dtype))
+            for _, sub in nnx.iter_modules(work):  # carries and new arrays follow param_dtype
+                pd = getattr(sub, "param_dtype", None)
+                if pd is not None and jax.numpy.issubdtype(pd, jax.numpy.floating):
+                    object.__setattr__(sub, "param_dtype", dtype)
         if train:
             work.train()
         else:
@@ -178,7 +199,14 @@ def instrument(model: Any, framework: str, paths: list[str], *, train: bool) -> 
 
         return JaxProgram("nnx", params, rest, run_nnx, modules, nnx_paths)
     eqx = _eqx()
+    state = None
+    if isinstance(model, tuple):  # (module, eqx.nn.State): called as module(*inputs, state)
+        model, state = model
+        if dtype is not None:
+            state = jax.tree_util.tree_map(lambda x: _cast(x, dtype), state)
     base = eqx.nn.inference_mode(model, value=not train)
+    if dtype is not None:
+        base = jax.tree_util.tree_map(lambda x: _cast(x, dtype), base)
     modules = dict(jax_modules(base, "equinox"))
     _refuse_dropout(modules, train)
     work = base
@@ -189,13 +217,19 @@ def instrument(model: Any, framework: str, paths: list[str], *, train: bool) -> 
     params, static = eqx.partition(work, eqx.is_inexact_array)
 
     def run_eqx(params: Any, rest: Any, xs: tuple[Any, ...]) -> tuple[Any, Any]:
-        return eqx.combine(params, static)(*xs), rest
+        m = eqx.combine(params, static)
+        if state is None:
+            return m(*xs), rest
+        out, new_state = m(*xs, rest)
+        return out, new_state
 
     def eqx_paths(tree: Any) -> dict[str, Any]:
         flat = jax.tree_util.tree_flatten_with_path(tree)[0]
         return {_dotted(p): v for p, v in flat}
 
-    return JaxProgram("equinox", params, {}, run_eqx, modules, eqx_paths)
+    return JaxProgram(
+        "equinox", params, {} if state is None else state, run_eqx, modules, eqx_paths
+    )
 
 
 def _refuse_dropout(modules: dict[str, Any], train: bool) -> None:

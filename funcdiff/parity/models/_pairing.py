@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["act_to_jax", "act_to_torch", "align_layers", "layout_of", "param_pairs"]
+__all__ = ["act_to_jax", "act_to_torch", "align_layers", "best_layout", "layout_of", "param_pairs"]
 
 _KINDS = {
     "Linear": ("Linear",),
@@ -106,6 +106,23 @@ def layout_of(jax_shape: tuple[int, ...], torch_shape: tuple[int, ...]) -> str |
         if f(z).shape == tuple(torch_shape):
             return name
     return None
+
+
+def best_layout(a: np.ndarray | None, t: np.ndarray | None) -> str | None:
+    """The layout that puts JAX's ``a`` into torch's ``t``: by shape, and where several fit
+    (a channels-last (4, 16, 16, 16) is also a channels-first one), by the smallest error."""
+    if a is None or t is None:
+        return None
+    fits = [n for n, f in _TO_TORCH.items() if f(np.empty(a.shape, np.int8)).shape == t.shape]
+    if len(fits) <= 1:
+        return fits[0] if fits else None
+    x = np.asarray(t, np.float64)
+
+    def err(n: str) -> float:
+        d = np.abs(_TO_TORCH[n](np.asarray(a, np.float64)) - x)
+        return float(np.nanmax(np.where(np.isnan(d), np.inf, d))) if d.size else 0.0
+
+    return min(fits, key=err)
 
 
 def act_to_torch(a: np.ndarray, shape: tuple[int, ...], prefer: str | None = None) -> np.ndarray:

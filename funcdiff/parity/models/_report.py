@@ -268,10 +268,7 @@ class ModelParityResult:
             parts.append(
                 table(
                     ("layer", "rule", "torch", "jax", "fix", "registry"),
-                    [
-                        (f.layer, f.rule, f.torch_setting, f.jax_setting, f.fix, f.entry or "-")
-                        for f in self.diagnosis
-                    ],
+                    _grouped(self.diagnosis),
                     title="diagnosis",
                 )
             )
@@ -305,3 +302,17 @@ def _cells(r: LayerRow) -> str:
     cells = [one("fwd", r.forward), one("iso", r.isolated), one("grad", r.grad)]
     text = "  ".join(c for c in cells if c)
     return text + (f"  ({r.note})" if r.note else "")
+
+
+def _grouped(findings: tuple[Finding, ...]) -> list[tuple[str, ...]]:
+    """One table row per distinct finding; the same one on many layers names the first two
+    and counts the rest (``to_dict`` keeps every finding)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for f in findings:
+        key = (f.rule, f.torch_setting, f.jax_setting, f.fix, f.entry)
+        groups.setdefault(key, []).append(f.layer)
+    rows: list[tuple[str, ...]] = []
+    for (rule, t, j, fix, entry), layers in groups.items():
+        where = ", ".join(layers[:2]) + (f" (+{len(layers) - 2} more)" if len(layers) > 2 else "")
+        rows.append((where, rule, t, j, fix, entry or "-"))
+    return rows

@@ -1,0 +1,140 @@
+"""`funcdiff port`: the tree, JSON, exit codes 0/1/2, both kinds of JAX factory."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("flax")
+
+from funcdiff._cli import main
+from funcdiff._cli.port import parse_input
+
+FACTORIES = textwrap.dedent(
+    """
+    import jax.numpy as jnp
+    import torch
+    from flax import nnx
+
+
+    class T(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.fc1 = torch.nn.Linear(3, 3)
+            self.fc2 = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.fc2(torch.tanh(self.fc1(x)))
+
+
+    class J(nnx.Module):
+        def __init__(self):
+            self.fc1 = nnx.Linear(3, 3, rngs=nnx.Rngs(0))
+            self.fc2 = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+
+        def __call__(self, x):
+            return self.fc2(jnp.tanh(self.fc1(x)))
+
+
+    def torch_model():
+        return T()
+
+
+    def jax_unloaded():
+        return J()
+
+
+    def jax_loaded(t, transpose=True):
+        j = J()
+        for n in ("fc1", "fc2"):
+            w = getattr(t, n).weight.detach().numpy()
+            getattr(j, n).kernel[...] = w.T if transpose or n == "fc2" else w
+            getattr(j, n).bias[...] = getattr(t, n).bias.detach().numpy()
+        return j
+
+
+    def jax_buggy(t):
+        return jax_loaded(t, transpose=False)
+
+
+    def broken():
+        raise RuntimeError("boom")
+    """
+)
+
+
+@pytest.fixture
+def factories(tmp_path, monkeypatch):
+    (tmp_path / "portfactories.py").write_text(FACTORIES)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize("jax_factory", ["portfactories:jax_loaded", "portfactories:jax_unloaded"])
+def test_agreeing_port_exits_0_with_the_tree(factories, capsys, jax_factory):
+    code = main(["port", "portfactories:torch_model", jax_factory, "--input", "4,3", "--isolate"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "model parity OK: float32" in out and "fc1 (Linear) <-> fc1" in out
+
+
+def test_bug_exits_1_and_json_names_the_layer(factories, capsys):
+    code = main(
+        [
+            "port",
+            "portfactories.py:torch_model",
+            "portfactories.py:jax_buggy",
+            "--input",
+            "4,3,float64",
+            "--json",
+        ]
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert code == 1 and data["ok"] is False and data["dtype"] == "float64"
+    assert data["first_divergence"] == "fc1"
+    assert "transposed-weight" in {f["rule"] for f in data["diagnosis"]}
+
+
+def test_x64_and_train_flags(factories, capsys):
+    code = main(
+        [
+            "port",
+            "portfactories:torch_model",
+            "portfactories:jax_loaded",
+            "--input",
+            "5,3",
+            "--x64",
+            "--train",
+        ]
+    )
+    assert code == 0
+    assert "float64, train mode" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["nocolon", "portfactories:jax_loaded", "--input", "2,3"], "module:function"),
+        (["nosuchmodule:f", "portfactories:jax_loaded", "--input", "2,3"], "cannot import"),
+        (["portfactories:nothing", "portfactories:jax_loaded", "--input", "2,3"], "no function"),
+        (["portfactories:broken", "portfactories:jax_loaded", "--input", "2,3"], "boom"),
+        (["portfactories:torch_model", "portfactories:jax_loaded", "--input", "2,x,3"], "SHAPE"),
+        (["portfactories:torch_model", "portfactories:jax_loaded", "--input", "2,3,cplx"], "dtype"),
+        (["portfactories:torch_model", "portfactories:jax_loaded", "--input", "2,5"], "raised"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(factories, capsys, argv, message):
+    assert main(["port", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_parse_input():
+    assert parse_input("4,3,32,32", x64=False) == ((4, 3, 32, 32), "float32")
+    assert parse_input("2,7,int64", x64=True) == ((2, 7), "int64")
+    assert parse_input("3", x64=True) == ((3,), "float64")
