@@ -21,14 +21,14 @@ Run:  PYTHONPATH=. python examples/port_lstm.py
 Sample output:
 nn.LSTM(8, 16, num_layers=2) + Linear head
 weights OK: 8 torch tensors -> 26 JAX leaves (nnx), 3 layers aligned
-nnx     float64: agrees True, 4 layers, 2 parameters
+nnx     float64: agrees True, 4 layers, 10 parameters
   max abs error: outputs 8e-17, activation grads 1e-16, param grads 2e-15
-nnx     float32: agrees True, 4 layers, 2 parameters
+nnx     float32: agrees True, 4 layers, 10 parameters
   max abs error: outputs 4e-08, activation grads 6e-08, param grads 5e-07
 weights OK: 8 torch tensors -> 8 JAX leaves (equinox), 3 layers aligned
-equinox float64: agrees True, 4 layers, 2 parameters
+equinox float64: agrees True, 4 layers, 10 parameters
   max abs error: outputs 8e-17, activation grads 1e-16, param grads 2e-15
-equinox float32: agrees True, 4 layers, 2 parameters
+equinox float32: agrees True, 4 layers, 10 parameters
   max abs error: outputs 4e-08, activation grads 6e-08, param grads 5e-07
 planted bug, bias_ih dropped: agrees False
   first divergence: lstm

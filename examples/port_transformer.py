@@ -23,14 +23,14 @@ Run:  PYTHONPATH=. python examples/port_transformer.py
 Sample output:
 TransformerEncoder, 2 layers, d_model 32, 4 heads, padding mask
 weights OK: 24 torch tensors -> 32 JAX leaves (nnx), 10 layers aligned
-norm_first=False float64: agrees True, 14 layers, 16 parameters
+norm_first=False float64: agrees True, 14 layers, 24 parameters
   max abs error: outputs 1e-15, activation grads 2e-15, param grads 7e-15
-norm_first=False float32: agrees True, 14 layers, 16 parameters
-  max abs error: outputs 7e-07, activation grads 9e-07, param grads 4e-06
-norm_first=True  float64: agrees True, 14 layers, 16 parameters
+norm_first=False float32: agrees True, 14 layers, 24 parameters
+  max abs error: outputs 7e-07, activation grads 8e-07, param grads 4e-06
+norm_first=True  float64: agrees True, 14 layers, 24 parameters
   max abs error: outputs 1e-15, activation grads 9e-16, param grads 4e-15
-norm_first=True  float32: agrees True, 14 layers, 16 parameters
-  max abs error: outputs 7e-07, activation grads 7e-07, param grads 2e-06
+norm_first=True  float32: agrees True, 14 layers, 24 parameters
+  max abs error: outputs 7e-07, activation grads 5e-07, param grads 3e-06
 planted bug, torch's mask passed as flax's: agrees False
   first divergence: layers.0.self_attn
   rule:  attention-mask-polarity

@@ -109,7 +109,7 @@ def test_port_resnet_planted_same_padding_is_named(resnet):
 def test_port_transformer_script(capsys):
     load_example("port_transformer").main(["--dtype", "float64"])  # float32: same code path
     out = capsys.readouterr().out
-    assert out.count("agrees True, 14 layers, 16 parameters") == 2
+    assert out.count("agrees True, 14 layers, 24 parameters") == 2
     assert "planted bug, torch's mask passed as flax's: agrees False" in out
     assert "first divergence: layers.0.self_attn" in out
     assert "rule:  attention-mask-polarity" in out
@@ -120,7 +120,10 @@ def test_port_lstm_script_nnx_and_equinox(capsys):
     load_example("port_lstm").main(["--dtype", "float64"])  # float32: same code path
     out = capsys.readouterr().out
     assert "(nnx), 3 layers aligned" in out and "(equinox), 3 layers aligned" in out
-    for line in ("nnx     float64: agrees True", "equinox float64: agrees True"):
+    for line in (
+        "nnx     float64: agrees True, 4 layers, 10",
+        "equinox float64: agrees True, 4 layers, 10",
+    ):
         assert line in out
     assert "planted bug, bias_ih dropped: agrees False" in out
     assert "first divergence: lstm" in out and "rule:  rnn-input-bias" in out
