@@ -17,6 +17,9 @@ applied at every time step. Two ports:
 parameter gradient (by torch name) and the activation gradients in float64 and float32.
 
 Run:  PYTHONPATH=. python examples/port_lstm.py
+or, for the NNX port alone from the command line (exit 0: agree, 1: disagree):
+      PYTHONPATH=.:examples funcdiff port port_lstm:torch_factory port_lstm:nnx_factory \\
+          --input 3,10,8
 
 Sample output:
 nn.LSTM(8, 16, num_layers=2) + Linear head
@@ -161,6 +164,17 @@ def make_models(dtype: str = "float32", seed: int = 0):
     nnx_model = SequenceModel(dtype=jnp.dtype(dtype), rngs=nnx.Rngs(seed))
     eqx_model = EqxSequenceModel(dtype=jnp.dtype(dtype), key=jax.random.key(seed))
     return torch_model, nnx_model, eqx_model
+
+
+def torch_factory() -> TorchSequenceModel:
+    """For ``funcdiff port``: the torch model (float32)."""
+    torch.manual_seed(0)
+    return TorchSequenceModel()
+
+
+def nnx_factory() -> SequenceModel:
+    """For ``funcdiff port``: the NNX port, unloaded (the command loads torch's weights)."""
+    return SequenceModel(rngs=nnx.Rngs(0))
 
 
 def make_input(batch: int = 3, length: int = 10, dtype: str = "float32", seed: int = 0):

@@ -128,3 +128,15 @@ def test_port_lstm_script_nnx_and_equinox(capsys):
     assert "planted bug, bias_ih dropped: agrees False" in out
     assert "first divergence: lstm" in out and "rule:  rnn-input-bias" in out
     assert_matches_header("port_lstm", out)
+
+
+def test_port_lstm_factories_drive_the_cli(capsys, monkeypatch):
+    pytest.importorskip("flax")
+    from funcdiff._cli import main
+
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    code = main(["port", "port_lstm:torch_factory", "port_lstm:nnx_factory", "--input", "3,10,8"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "model parity OK: float32" in out and "lstm (LSTM) <-> lstm" in out
+    assert "parameters: 10 of 10 agree" in out
