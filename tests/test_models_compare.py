@@ -533,6 +533,14 @@ def test_tapped_function_agrees(dtype):
     assert all(x.grad is not None for x in r.layers[1:4])
 
 
+def test_function_without_taps_compares_outputs_and_says_so():
+    t = TorchTanhNet()
+    w1, b1, w2, b2 = (_np(p) for p in (t.fc1.weight, t.fc1.bias, t.fc2.weight, t.fc2.bias))
+    r = compare_model(lambda x: jnp.tanh(x @ w1.T + b1) @ w2.T + b2, t, _x(4, 3))
+    assert r.ok and [x.torch_name for x in r.layers] == ["input[0]", "output"]
+    assert any("no taps" in n for n in r.notes)
+
+
 def test_backward_only_bug_localised_by_activation_gradients():
     t = TorchTanhNet()
     r = compare_model(jax.jit(_tanh_fn(t, bad_tanh)), t, _x(4, 3, dtype=np.float64))
@@ -688,3 +696,87 @@ def test_equinox_batchnorm_with_state():
     assert not r.ok and r.first_divergence == "bn"
     f = next(f for f in r.diagnosis if f.rule == "equinox-batchnorm-ema")
     assert f.entry == "equinox-batchnorm-ema"
+
+
+# ---- pooling modules (the JAX layer's jaxpr) ------------------------------------------------
+
+
+class TorchPools(torch.nn.Module):
+    def __init__(self, avg):
+        super().__init__()
+        self.pool = (
+            torch.nn.AvgPool1d(3, 1, 1, count_include_pad=False)
+            if avg
+            else torch.nn.MaxPool1d(2, 2, ceil_mode=True)
+        )
+
+    def forward(self, x):
+        return self.pool(x)
+
+
+class NnxPool(nnx.Module):
+    def __init__(self, avg, right):
+        self.avg, self.right = avg, right
+
+    def __call__(self, x):  # (N, C, L) in and out; flax pools channels-last
+        h = jnp.swapaxes(x, 1, 2)
+        if self.avg:
+            h = nnx.avg_pool(h, (3,), (1,), ((1, 1),), count_include_pad=not self.right)
+        else:
+            pad = ((0, 1),) if self.right else ((0, 0),)
+            h = nnx.max_pool(
+                jnp.pad(h, ((0, 0), pad[0], (0, 0)), constant_values=-jnp.inf), (2,), (2,)
+            )
+        return jnp.swapaxes(h, 1, 2)
+
+
+class NnxPoolNet(nnx.Module):
+    def __init__(self, avg, right):
+        self.pool = NnxPool(avg, right)
+
+    def __call__(self, x):
+        return self.pool(x)
+
+
+@pytest.mark.parametrize(
+    ("avg", "rule"), [(True, "avg-pool-count-include-pad"), (False, "pool-ceil-mode")]
+)
+def test_pooling_conventions(avg, rule):
+    x = _x(2, 3, 5)
+    assert compare_model(NnxPoolNet(avg, right=True), TorchPools(avg), x).ok
+    r = compare_model(NnxPoolNet(avg, right=False), TorchPools(avg), x)
+    assert not r.ok and r.first_divergence == "pool"
+    f = next(f for f in r.diagnosis if f.rule == rule)
+    assert f.entry == rule and f.layer == "pool"
+
+
+def test_layers_with_other_names_align_like_the_weights():
+    """torch fc1/fc2 against JAX dense_in/dense_out: paired by load_torch_weights' order."""
+
+    class J(nnx.Module):
+        def __init__(self):
+            self.dense_in = nnx.Linear(3, 4, rngs=nnx.Rngs(0))
+            self.dense_out = nnx.Linear(4, 2, rngs=nnx.Rngs(0))
+
+        def __call__(self, x):
+            return self.dense_out(jnp.tanh(self.dense_in(x)))
+
+    class T(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(10)
+            self.fc1 = torch.nn.Linear(3, 4)
+            self.fc2 = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc2(torch.tanh(self.fc1(x)))
+
+    t, j = T(), J()
+    assert load_torch_weights(j, t).ok
+    r = compare_model(j, t, _x(4, 3))
+    assert r.ok, str(r)
+    assert [(x.torch_name, x.jax_path) for x in r.layers[1:3]] == [
+        ("fc1", "dense_in"),
+        ("fc2", "dense_out"),
+    ]
+    assert {p.torch_name for p in r.params} == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}

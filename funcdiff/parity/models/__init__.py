@@ -11,6 +11,7 @@ Private modules, one concept each; the public names are re-exported from ``funcd
 - ``_instrument``: a copy of the JAX model as one pure function with recording wrappers.
 - ``_pairing``: layers by name and kind, activations and gradients by layout.
 - ``_conventions``: the convention check (findings pointing at registry entries).
+- ``_rows``: the rows of a comparison (layers, parameters) and the first divergence.
 - ``_compare``: ``compare_model``.
 - ``_report``: ``ModelParityResult``, ``LayerRow``, ``ParamRow``, ``Finding``.
 

@@ -10,7 +10,6 @@ dtype) -> locate the first divergence -> the convention check -> a :class:`Model
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -21,19 +20,17 @@ import numpy as np
 from funcdiff._config import ONE_SHOT_COMPILER_OPTIONS, OneShotJit, scoped
 from funcdiff._validation import check_positive_float, is_float_dtype
 from funcdiff.parity import _measure as M
-from funcdiff.parity._compare import DEFAULT_TOLERANCES, ParityRow, compare_arrays
+from funcdiff.parity._compare import DEFAULT_TOLERANCES
 from funcdiff.parity._torch import require_torch
 from funcdiff.parity.models import _conventions as C
 from funcdiff.parity.models._capture import Recorder, capture_torch, recording
-from funcdiff.parity.models._instrument import instrument, jax_modules, layer_fn
+from funcdiff.parity.models._instrument import instrument, jax_modules
 from funcdiff.parity.models._pairing import (
     act_to_jax,
-    act_to_torch,
     align_layers,
-    best_layout,
-    param_pairs,
 )
-from funcdiff.parity.models._report import Finding, LayerRow, ModelParityResult, ParamRow
+from funcdiff.parity.models._report import Finding, ModelParityResult
+from funcdiff.parity.models._rows import first_divergence, layer_rows, param_rows
 
 __all__ = ["compare_model"]
 
@@ -104,17 +101,6 @@ def _inputs(inputs: tuple[Any, ...]) -> list[np.ndarray]:
             )
         out.append(a)
     return out
-
-
-def _first_float(tree: Any) -> Any:
-    return next(
-        (
-            v
-            for v in jax.tree_util.tree_leaves(tree)
-            if hasattr(v, "dtype") and is_float_dtype(np.dtype(v.dtype))
-        ),
-        None,
-    )
 
 
 def compare_model(
@@ -232,8 +218,17 @@ def compare_model(
             hook_names = torch_names
         else:
             jmods = [(p, m) for p, m in jax_modules(jax_model, framework) if _callable_layer(m)]
-            pairs = align_layers(torch_module, jmods)
+            pairs = align_layers(torch_module, jmods, _weight_layers(jax_model, torch_module))
             hook_names = [t for t, _, _ in pairs]
+            aligned = {j for _, j, _ in pairs}
+            lone = [
+                p
+                for p, m in jmods
+                if p not in aligned
+                and not any(a.startswith(p + ".") or p.startswith(a + ".") for a in aligned)
+            ]
+            if lone:
+                notes.append(f"JAX layers without a torch twin: {', '.join(lone[:8])}")
         prog = instrument(
             jax_model, framework, [j for _, j, _ in pairs], train=train, dtype=np.dtype(dtype)
         )
@@ -268,6 +263,11 @@ def compare_model(
                 if n in taps
             ]
             hook_names = [t for t, _, _ in pairs]
+            if not taps:
+                notes.append(
+                    "no taps recorded: only the outputs compared (mark intermediates with "
+                    "parity.tap; a function jitted and traced before the comparison hides them)"
+                )
             missing = sorted(taps - set(torch_names))
             if missing:
                 notes.append(f"taps without a torch module of that name: {', '.join(missing)}")
@@ -303,11 +303,17 @@ def compare_model(
                 f"{len(tc.outputs)}; return the same outputs from both."
             )
         jcots = None
+        backward = True
         if tloss is None:
             jcots = [
                 act_to_jax(c, tuple(s.shape))
                 for c, s in zip(cots_holder["c"], jout_leaves, strict=True)
             ]
+            if any(c.shape != tuple(s.shape) for c, s in zip(jcots, jout_leaves, strict=True)):
+                # outputs of different shapes: the forward says where; no shared cotangent
+                backward = False
+                jcots = [np.zeros(s.shape, s.dtype) for s in jout_leaves]
+                notes.append("output shapes differ: gradients not compared")
 
         def core(params: Any, rest: Any, fl: list[Any], cots: Any) -> Any:
             rec.begin_trace()
@@ -350,12 +356,15 @@ def compare_model(
         d_rtol, d_atol = DEFAULT_TOLERANCES.get(dtype, DEFAULT_TOLERANCES["float32"])
         r = d_rtol if tol["rtol"] is None else tol["rtol"]
         a = d_atol if tol["atol"] is None else tol["atol"]
-        rows = _layer_rows(
+        rows = layer_rows(
             pairs, tc, rec, prog, xs, fidx, grads, out, r, a, isolate, notes, torch_module
         )
-        prows = _param_rows(
+        prows = param_rows(
             pairs, tc, prog, grads[0], new_rest, torch_module, train, r, a, notes, jax_model
         )
+        if not backward:
+            rows = [x._replace(grad=None) for x in rows]
+            prows = [p for p in prows if p.quantity != "grad"]
         findings = C.check_conventions(
             pairs,
             torch_module,
@@ -367,7 +376,7 @@ def compare_model(
             torch_order=tc.pre_order,
             model_layers=dict(jax_modules(jax_model, framework)) if framework != "function" else {},
         )
-    first = _first_divergence(rows, prows, pairs)
+    first = first_divergence(rows, prows, pairs)
     base = (first or "").split("#")[0]
     # torch-side suspects where the JAX side cannot be read: a pure function, or attention
     # masks (runtime values)
@@ -387,317 +396,27 @@ def compare_model(
     )
 
 
-def _callable_layer(m: Any) -> bool:
-    name = type(m).__name__
-    return callable(m) and name not in ("List", "Dict", "Sequence", "Variable")
-
-
-def _row_or_none(
-    kind: str,
-    path: str,
-    a: np.ndarray | None,
-    b: np.ndarray | None,
-    r: Any,
-    t: Any,
-    prefer: str | None = None,
-) -> ParityRow | None:
-    if a is None or b is None:
-        return None
-    return compare_arrays(
-        kind, path, act_to_torch(a, b.shape, prefer), b, r, t, check_dtype=kind == "value"
-    )
-
-
-def _worst(rows: list[ParityRow]) -> ParityRow | None:
-    if not rows:
-        return None
-    fails = [x for x in rows if not x.passed]
-    return fails[0] if fails else max(rows, key=lambda x: x.excess)
-
-
-def _layer_rows(
-    pairs, tc, rec, prog, xs, fidx, grads, out, r, a, isolate, notes, torch_module
-) -> list[LayerRow]:
-    rows: list[LayerRow] = []
-    for n, i in enumerate(fidx):
-        g = np.asarray(grads[n + 1])
-        tg = tc.input_grads[i]
-        rows.append(
-            LayerRow(
-                f"input[{i}]",
-                f"input[{i}]",
-                "input",
-                None,
-                None,
-                _row_or_none("grad", f"input[{i}]", g, tg, r, a),
-            )
-        )
-    jmap = {j: t for t, j, _ in pairs}
-    kinds = {t: k for t, _, k in pairs}
-    tj = {t: j for t, j, _ in pairs}
-    del jmap
-    for tkey in tc.pre_order:
-        base, _, occ = tkey.partition("#")
-        jpath = tj.get(base)
-        if jpath is None:
-            continue
-        jkey = jpath if not occ else f"{jpath}#{occ}"
-        jv, tv = rec.value(jkey), tc.values.get(tkey)
-        note = "" if jv is not None else "not called on the JAX side"
-        jins, tins = rec.layer_inputs(jkey), tc.inputs.get(tkey)
-        # layouts: by shape, ties (equal sizes) broken by the smaller error
-        pin = best_layout(jins[0], tins[0]) if jins and tins else None
-        pref = best_layout(jv, tv) or pin
-        fwd = _row_or_none("value", tkey, jv, tv, r, a, pref)
-        grad = _row_or_none("grad", tkey, rec.grad(jkey), tc.grads.get(tkey), r, a, pref)
-        inrow = None
-        if jins is not None and tins is not None and len(jins) == len(tins) and jins:
-            inrow = _worst(
-                [
-                    compare_arrays(
-                        "value", f"{tkey} input", act_to_torch(j, t.shape, pref), t, r, a
-                    )
-                    for j, t in zip(jins, tins, strict=True)
-                ]
-            )
-        iso = None
-        if isolate and tv is not None and jins is not None and tins is not None:
-            fn = layer_fn(prog, rec, jkey, jpath)
-            if fn is None or len(jins) != len(tins):
-                note = note or "not isolated (inputs could not be paired)"
-            else:
-                try:
-                    conv = [
-                        jnp.asarray(act_to_jax(t, j.shape, best_layout(j, t)))
-                        for t, j in zip(tins, jins, strict=True)
-                    ]
-                    res = _first_float(fn(*conv))
-                    iso = compare_arrays(
-                        "value",
-                        f"{tkey} isolated",
-                        act_to_torch(np.asarray(res), tv.shape, pref),
-                        tv,
-                        r,
-                        a,
-                    )
-                except Exception as e:
-                    note = f"isolated run failed: {type(e).__name__}: {str(e)[:80]}"
-        rows.append(
-            LayerRow(tkey, jkey, kinds.get(base, ""), fwd, iso, grad, inrow, base.count("."), note)
-        )
-    jleaves = [v for v in jax.tree_util.tree_leaves(out) if is_float_dtype(np.dtype(v.dtype))]
-    for k, (jo, to) in enumerate(zip(jleaves, tc.outputs, strict=True)):
-        name = "output" if len(tc.outputs) == 1 else f"output[{k}]"
-        rows.append(
-            LayerRow(
-                name,
-                name,
-                "output",
-                _row_or_none("value", name, np.asarray(jo), to, r, a),
-                None,
-                None,
-            )
-        )
-    return rows
-
-
-def _exported_grads(
-    jax_model: Any, prog: Any, torch_module: Any, gpaths: dict[str, Any], wanted: list[str]
-) -> dict[str, tuple[str, np.ndarray]]:
-    """JAX gradients in torch's names and layouts by the weight alignment
-    (``WeightMapping.to_torch(..., gradients=True)``: fused RNN gates, attention projections,
-    summed biases, layouts the name pairing does not know). Empty when it cannot align."""
+def _weight_layers(jax_model: Any, torch_module: Any) -> list[tuple[str, str, str]]:
+    """The layer alignment ``load_torch_weights`` finds (names, ``rules``-free order and
+    shapes), on a copy; empty when it cannot align."""
     from funcdiff.parity.models._weights import load_torch_weights
 
     try:
-        if prog.framework == "nnx":
-            from flax import nnx
+        from flax import nnx
 
-            jax_model = nnx.clone(jax_model)  # the load below writes into it
-        mapping = load_torch_weights(jax_model, torch_module, strict=False)
-        grads = mapping.to_torch({p: np.asarray(g) for p, g in gpaths.items()}, gradients=True)
+        if isinstance(jax_model, nnx.Module):
+            jax_model = nnx.clone(jax_model)
+    except ImportError:
+        pass
+    try:
+        return [tuple(x) for x in load_torch_weights(jax_model, torch_module, strict=False).layers]  # type: ignore[misc]
     except Exception:
-        return {}
-    rows: dict[str, list[Any]] = {}
-    for row in mapping.rows:  # "a.bias_ih_l0 + a.bias_hh_l0": one JAX bias from two tensors
-        for part in row.torch_name.split(" + "):
-            rows.setdefault(part, []).append(row)
-    out: dict[str, tuple[str, np.ndarray]] = {}
-    for name in wanted:
-        mine = rows.get(name)
-        if name in grads and mine:
-            jpath = mine[0].jax_path if len(mine) == 1 else mine[0].jax_layer
-            out[name] = (jpath, np.asarray(grads[name]))
-    return out
-
-
-def _param_rows(
-    pairs, tc, prog, pgrads, new_rest, torch_module, train, r, a, notes, jax_model=None
-) -> list[ParamRow]:
-    if prog.framework == "function":
-        if tc.param_grads:
-            notes.append("pure function: parameter gradients not compared (no JAX parameters)")
         return []
-    out: list[ParamRow] = []
-    gpaths = prog.param_paths(pgrads)
-    matched, unmatched = param_pairs(pairs, torch_module, gpaths, prog)
-    for tname, jpath, conv in matched:
-        tg = tc.param_grads.get(tname)
-        if tg is None:
-            continue
-        out.append(
-            ParamRow(
-                tname,
-                jpath,
-                "grad",
-                compare_arrays(
-                    "grad",
-                    tname,
-                    conv(np.asarray(gpaths[jpath]), tg.shape),
-                    tg,
-                    r,
-                    a,
-                    check_dtype=False,
-                ),
-            )
-        )
-    if unmatched:
-        exported = _exported_grads(jax_model, prog, torch_module, gpaths, unmatched)
-        for tname in list(unmatched):
-            tg = tc.param_grads.get(tname)
-            if tname not in exported or tg is None:
-                continue
-            jpath, g = exported[tname]
-            out.append(
-                ParamRow(
-                    tname,
-                    jpath,
-                    "grad",
-                    compare_arrays("grad", tname, g, tg, r, a, check_dtype=False),
-                )
-            )
-            unmatched.remove(tname)
-    if unmatched:
-        notes.append(
-            f"parameters not paired (gradients not compared): {', '.join(unmatched[:8])}"
-            + (" ..." if len(unmatched) > 8 else "")
-        )
-    if train and tc.buffers:
-        spaths = prog.param_paths(new_rest)
-        smatched, _ = param_pairs(pairs, torch_module, spaths, prog, buffers=True)
-        for tname, jpath, conv in smatched:
-            tb = tc.buffers.get(tname)
-            if tb is None:
-                continue
-            out.append(
-                ParamRow(
-                    tname,
-                    jpath,
-                    "state",
-                    compare_arrays(
-                        "state",
-                        tname,
-                        conv(np.asarray(spaths[jpath]), tb.shape),
-                        tb,
-                        r,
-                        a,
-                        check_dtype=False,
-                    ),
-                )
-            )
-        if prog.framework == "equinox" and isinstance(jax_model, tuple):  # state by export
-            for tname, (jpath, v) in _exported_state(jax_model[0], new_rest, torch_module).items():
-                tb = tc.buffers.get(tname)
-                if tb is not None:
-                    row = compare_arrays("state", tname, v, tb, r, a, check_dtype=False)
-                    out.append(ParamRow(tname, jpath, "state", row))
-        done = {p.torch_name for p in out if p.quantity == "state"}
-        left = sorted(set(tc.buffers) - done)
-        if left:
-            notes.append(f"running statistics not compared: {', '.join(left)}")
-    return out
 
 
-def _exported_state(module: Any, state: Any, torch_module: Any) -> dict[str, tuple[str, Any]]:
-    """Equinox running statistics after the step, in torch's names (``export_torch_weights``
-    of the ``(module, new state)`` pair)."""
-    from funcdiff.parity.models._weights import export_torch_weights, load_torch_weights
-
-    try:
-        torch = require_torch()
-        leaf = _first_float(state)
-        tm = copy.deepcopy(torch_module).to(getattr(torch, np.dtype(leaf.dtype).name))
-        sd = export_torch_weights((module, state), tm)
-    except Exception:
-        return {}
-    try:
-        mapping = load_torch_weights((module, state), tm, strict=False)
-        rows = {row.torch_name: row.jax_path for row in mapping.rows}
-    except Exception:
-        rows = {}
-    return {
-        n: (rows.get(n, "?"), sd[n].detach().cpu().numpy())
-        for n in sd
-        if n.endswith(("running_mean", "running_var"))
-    }
-
-
-def _first_divergence(rows: list[LayerRow], prows: list[ParamRow], pairs: Any) -> str | None:
-    layers = [x for x in rows if x.kind not in ("input", "output")]
-    # forward: post-order (a child finishes before its block), output fails, inputs pass
-    post = sorted(layers, key=lambda x: _post_rank(x, layers))
-    for x in post:
-        if (
-            x.forward is not None
-            and not x.forward.passed
-            and x.inputs is not None
-            and x.inputs.passed
-            and (x.isolated is None or not x.isolated.passed)
-        ):
-            return x.torch_name
-    for x in post:
-        if x.forward is not None and not x.forward.passed:
-            return x.torch_name
-    outs = [x for x in rows if x.kind == "output"]
-    if any(x.forward is not None and not x.forward.passed for x in outs):
-        return outs[0].torch_name
-    # backward: the layer after the last (in execution order) bad activation gradient
-    seq = [x for x in rows if x.kind == "input"] + post
-    bad = [k for k, x in enumerate(seq) if x.grad is not None and not x.grad.passed]
-    if bad:
-        k = bad[-1]
-        nxt = next(
-            (
-                x
-                for x in seq[k + 1 :]
-                if x.kind != "input" and not _is_ancestor(x.torch_name, seq[k].torch_name)
-            ),
-            None,
-        )
-        if nxt is None:  # the gradient at the model output itself: the loss differs
-            return next((x.torch_name for x in rows if x.kind == "output"), seq[k].torch_name)
-        return nxt.torch_name
-    for p in prows:
-        if not p.passed:
-            owners = [t for t, _, _ in pairs if p.torch_name.startswith(t + ".")]
-            return max(owners, key=len) if owners else p.torch_name
-    return None
-
-
-def _is_ancestor(a: str, b: str) -> bool:
-    return b.startswith(a.split("#")[0] + ".")
-
-
-def _post_rank(x: LayerRow, layers: list[LayerRow]) -> tuple[int, ...]:
-    """Forward-hook order from pre-order: a block ranks after its last descendant."""
-    idx = layers.index(x)
-    last = idx
-    for k in range(idx + 1, len(layers)):
-        if _is_ancestor(x.torch_name, layers[k].torch_name):
-            last = k
-        else:
-            break
-    return (last, -x.depth)
+def _callable_layer(m: Any) -> bool:
+    name = type(m).__name__
+    return callable(m) and name not in ("List", "Dict", "Sequence", "Variable")
 
 
 def _order_findings(findings: list[Finding], first: str | None) -> list[Finding]:

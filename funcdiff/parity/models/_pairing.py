@@ -56,9 +56,16 @@ def _norm(path: str) -> str:
 
 
 def align_layers(
-    torch_module: Any, jax_modules: list[tuple[str, Any]]
+    torch_module: Any,
+    jax_modules: list[tuple[str, Any]],
+    weight_layers: list[tuple[str, str, str]] = (),  # type: ignore[assignment]
 ) -> list[tuple[str, str, str]]:
-    """``(torch name, JAX path, torch kind)`` per aligned layer, in torch definition order."""
+    """``(torch name, JAX path, torch kind)`` per aligned layer, in torch definition order.
+
+    By name first; then the weight loader's alignment (``weight_layers``, from
+    ``load_torch_weights``: order and shapes of layers of the same kind); then leftover
+    layers with parameters of the same kind, in order.
+    """
     tmods = [(n, m) for n, m in torch_module.named_modules() if n]
     by_norm: dict[str, str] = {}
     for p, _ in jax_modules:
@@ -70,13 +77,17 @@ def align_layers(
         if hit is not None and hit not in used:
             pairs[n] = (hit, type(m).__name__)
             used.add(hit)
+    known = {p for p, _ in jax_modules}
+    kinds = {n: type(m).__name__ for n, m in tmods}
+    for t, j, _ in weight_layers:
+        if t in kinds and t not in pairs and j in known and j not in used:
+            pairs[t] = (j, kinds[t])
+            used.add(j)
     jtypes = {p: type(m).__name__ for p, m in jax_modules}
     for n, m in tmods:
         kind = type(m).__name__
         if n in pairs or kind not in _KINDS or not any(True for _ in m.parameters(False)):
             continue
-        if any(n.startswith(o + ".") or o.startswith(n + ".") for o in pairs if kind in _KINDS):
-            pass
         cand = next(
             (p for p, _ in jax_modules if p not in used and jtypes[p] in _KINDS[kind]), None
         )
