@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ IMPLS = {
     "torch-gradcheck-fast",
     "jax-check-grads",
     "numpy-pass",
+    "jax-jit",
 }
 MACHINE = ("cpu", "cores", "memory", "device", "python", "jax", "jaxlib", "optax", "torch")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,7 +79,7 @@ def test_tiny_run_writes_table_and_plots(tiny_run):
     pytest.importorskip("matplotlib")
     out, _ = tiny_run
     md = (out / "results.md").read_text()
-    for case in ("seed-grad", "regression", "gradcheck", "bootstrap", "parity"):
+    for case in ("seed-grad", "regression", "gradcheck", "bootstrap", "parity", "port"):
         assert f"## {case}" in md
     for name in ("time_vs_size.png", "speedup.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -227,3 +229,88 @@ def test_cli_missing_device_is_one_line_exit_1(tmp_path, capsys):
     assert main(["bench", "--device", "gpu", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "No gpu device" in err
+
+
+def test_port_case_names_what_is_missing(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import dataclasses
+
+    import funcdiff.parity
+    from funcdiff._bench import LEVELS
+
+    monkeypatch.setitem(LEVELS, "tiny", dataclasses.replace(LEVELS["tiny"], port_shape=(2, 6)))
+    monkeypatch.delattr(funcdiff.parity, "compare_model", raising=False)
+    report = run_bench(out=tmp_path, level="tiny", cases=["port"], progress=False, plots=False)
+    assert report.records == ()
+    (skip,) = report.skipped
+    assert (skip.case, skip.impl) == ("port", "funcdiff")
+    assert "funcdiff.parity.compare_model" in skip.note
+
+
+class _TinyPortExample:
+    """Stands in for examples/port_resnet.py in the port case: a conv, a BatchNorm, a Linear."""
+
+    FLOAT32_TOL: ClassVar[dict[str, float]] = {"rtol": 1e-4, "atol": 1e-5}
+
+    @staticmethod
+    def make_models(dtype):
+        import jax.numpy as jnp
+        import torch
+        from flax import nnx
+
+        class TorchNet(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+                self.bn = torch.nn.BatchNorm2d(4)
+                self.fc = torch.nn.Linear(4, 2)
+
+            def forward(self, x):
+                return self.fc(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+        class Net(nnx.Module):
+            def __init__(self):
+                rngs = nnx.Rngs(0)
+                self.conv = nnx.Conv(3, 4, (3, 3), padding=((1, 1), (1, 1)), rngs=rngs)
+                self.bn = nnx.BatchNorm(4, momentum=0.9, epsilon=1e-5, rngs=rngs)
+                self.fc = nnx.Linear(4, 2, rngs=rngs)
+
+            def __call__(self, x):
+                h = self.bn(self.conv(jnp.transpose(x, (0, 2, 3, 1))))
+                return self.fc(nnx.relu(h).mean((1, 2)))
+
+        torch.manual_seed(0)
+        return TorchNet(), Net()
+
+    @staticmethod
+    def make_input(batch, size, dtype="float32"):
+        return np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(dtype)
+
+
+def test_port_case_times_the_comparison(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    pytest.importorskip("flax")
+    import dataclasses
+
+    import funcdiff.parity
+    from funcdiff._bench import LEVELS
+    from funcdiff._bench.cases import port
+
+    monkeypatch.setitem(LEVELS, "tiny", dataclasses.replace(LEVELS["tiny"], port_shape=(2, 6)))
+    monkeypatch.setattr(port, "load", lambda: (funcdiff.parity, _TinyPortExample, None))
+    report = run_bench(out=tmp_path, level="tiny", cases=["port"], progress=False, plots=False)
+    assert not report.skipped, report.skipped
+    rows = {r.impl: r for r in report.records}
+    assert set(rows) == {"torch-eager", "jax-jit", "funcdiff"}
+    assert all(r.size == 2 and r.dtype == "float32" for r in rows.values())
+    note = rows["funcdiff"].note
+    assert "compare_model(isolate=True, rtol=0.0001, atol=1e-05): 5 layers" in note, note
+    assert note.endswith("agrees")
+
+
+def test_port_case_is_skipped_at_the_tiny_level(tiny_run):
+    _, report = tiny_run
+    (skip,) = [s for s in report.skipped if s.case == "port"]
+    assert "not run at level 'tiny'" in skip.note and not [
+        r for r in report.records if r.case == "port"
+    ]

@@ -32,6 +32,7 @@ class Settings:
     torch_compile: bool
     parity_dtypes: tuple[str, ...]
     parity_subset: int | None = None  # catalog cases timed (spread evenly); None: all
+    port_shape: tuple[int, int] | None = (4, 64)  # (batch, image size) of case port; None: skip
 
 
 LEVELS: dict[str, Settings] = {
@@ -75,6 +76,7 @@ LEVELS: dict[str, Settings] = {
         torch_compile=False,
         parity_dtypes=("float32",),
         parity_subset=2,
+        port_shape=None,
     ),
 }
 

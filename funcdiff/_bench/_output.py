@@ -18,10 +18,11 @@ BASELINES = {
     "regression": "torch-eager",
     "bootstrap": "torch-eager",
     "gradcheck": "torch-gradcheck",
+    "port": "torch-eager",
 }
 """The tutorial's PyTorch way for each case: speed-ups are measured against it."""
 
-CASE_ORDER = ("seed-grad", "regression", "gradcheck", "bootstrap", "parity")
+CASE_ORDER = ("seed-grad", "regression", "gradcheck", "bootstrap", "parity", "port")
 
 
 def fmt_time(seconds: float | None) -> str:
@@ -231,6 +232,7 @@ def write_plots(directory: str, machine: dict[str, Any], records: Sequence[Recor
     device = f"{platform}: {kind}"
     colors = {
         "funcdiff": "tab:blue",
+        "jax-jit": "tab:green",
         "funcdiff[gram]": "navy",
         "funcdiff[full]": "tab:blue",
         "funcdiff[directional]": "navy",
@@ -282,6 +284,7 @@ def write_plots(directory: str, machine: dict[str, Any], records: Sequence[Recor
                 "gradcheck": "d (inputs)",
                 "bootstrap": "resamples",
                 "parity": "catalog entries",
+                "port": "batch size",
             }.get(case, "size")
         )
         ax.set_ylabel(f"seconds {unit} (median)")

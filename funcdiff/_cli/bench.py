@@ -10,7 +10,7 @@ from typing import Any
 
 from funcdiff._cli._common import EXIT_FAILED, CLIError
 
-_CASES = ("seed-grad", "regression", "gradcheck", "bootstrap", "parity")
+_CASES = ("seed-grad", "regression", "gradcheck", "bootstrap", "parity", "port")
 
 
 def register(sub: Any) -> None:

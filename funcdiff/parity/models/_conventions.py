@@ -316,7 +316,11 @@ def _static(
 
 
 def _rnn(tname: str, kind: str, tm: Any, jm: Any) -> list[Finding]:
-    cell = getattr(jm, "cell", jm)
+    cell = getattr(jm, "cell", None)
+    if cell is None:  # a module stacking one nnx.RNN per torch layer: check the first layer
+        layers = getattr(jm, "layers", None)
+        first = layers[0] if layers is not None and len(layers) else jm
+        cell = getattr(first, "cell", first)
     hsz = tm.hidden_size
     w_ih = _np(getattr(tm, "weight_ih_l0", None))
     if w_ih is None:
