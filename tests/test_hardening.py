@@ -226,6 +226,8 @@ def test_fit_epochs_beyond_the_limit_blame_epochs_not_y():
 
     with pytest.raises(ValueError, match="`epochs`"):
         fit(jnp.ones(3), jnp.ones(3), epochs=10**12)
+    with pytest.raises(ValueError, match="`log_every`"):  # found by the fuzz: OverflowError
+        fit(jnp.ones(3), jnp.ones(3), epochs=2, log_every=2**70)
 
 
 def test_fit_loss_failures_are_the_users_and_throw_is_a_bool():

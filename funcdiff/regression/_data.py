@@ -193,9 +193,15 @@ def check_epochs(epochs: Any, name: str = "epochs") -> int:
 def check_log_every(log_every: Any) -> int:
     if isinstance(log_every, bool) or not isinstance(log_every, numbers.Integral):
         raise TypeError(f"Expected `log_every` to be an integer >= 1, got {log_every!r}.")
+    log_every = int(log_every)
     if log_every <= 0:
         raise ValueError(f"Expected `log_every` to be an integer >= 1, got {log_every}.")
-    return int(log_every)
+    if log_every > MAX_EPOCHS:
+        raise ValueError(
+            f"Expected `log_every` to be an integer <= {MAX_EPOCHS:_}, got {log_every:_}; "
+            "anything >= epochs logs epoch 0 only."
+        )
+    return log_every
 
 
 def check_batch(batch_size: Any, key: Any, n: int) -> tuple[int | None, Any]:
