@@ -402,3 +402,14 @@ def test_string_arrays_in_conversions_name_tree():
         to_torch({"a": np.array(["x"])})
     with pytest.raises(TypeError, match="`tree`"):
         from_torch(np.array(["x"]))
+
+
+def test_data_beyond_float32_is_one_clear_error_without_a_numpy_warning():
+    import warnings
+
+    from funcdiff.regression import fit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # JAX's "overflow encountered in cast"
+        with pytest.raises(ValueError, match=r"finite `x` and `y`.*x64"):
+            fit(np.array([1e300, 1.0, 2.0]), np.ones(3), epochs=2)

@@ -276,7 +276,15 @@ def shard_rows(data: Data, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
 def raise_if_nonfinite_data(finite: Any) -> None:
     """Raises the boundary error for NaN/inf in the data (flag computed inside the jit)."""
     if not bool(finite):
+        beyond = (
+            ""
+            if x64_enabled()
+            else (
+                " (values beyond float32's range, |v| > 3.4e38, become inf without x64: scale "
+                "the data or run under funcdiff.scoped(x64=True))"
+            )
+        )
         raise ValueError(
-            "Expected finite `x` and `y`, got NaN or inf in the data. Drop or impute those "
-            "rows first (e.g. mask = np.isfinite(x).all(-1) & np.isfinite(y))."
+            f"Expected finite `x` and `y`, got NaN or inf in the data{beyond}. Drop or impute "
+            "those rows first (e.g. mask = np.isfinite(x).all(-1) & np.isfinite(y))."
         )
