@@ -74,6 +74,8 @@ def test_taylor_refuses_complex_direction():
         ({"grad": "g"}, TypeError, "`grad`"),
         ({"v": jnp.array([jnp.nan, 1.0])}, ValueError, "`v`"),
         ({"v": jnp.ones(3)}, ValueError, "`v`"),
+        ({"v": {"a": X}}, ValueError, "`v` with the structure"),
+        ({"v": X, "key": jnp.array([jnp.nan, 1.0])}, TypeError, "`key`"),
         ({"num_steps": 10**9}, ValueError, "`num_steps`"),
         ({"key": 2**70}, ValueError, "`key`"),
     ],
