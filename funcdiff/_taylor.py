@@ -111,10 +111,15 @@ def _taylor_core(
 
 
 def _direction(spec: _fd.Spec, flat: jax.Array, v: Any) -> jax.Array:
-    """``v`` as a flat vector: real floats shaped like the float leaves of ``x``, finite."""
-    vspec, vflat, _, _ = _fd.analyse("v", v, allow_nonfloat=False)
+    """``v`` as a flat vector: the structure of ``x``, real floats shaped like its float leaves
+    (its other leaves are ignored, as those of ``x`` are held fixed), finite."""
+    vspec, vflat, _, _ = _fd.analyse("v", v, allow_nonfloat=True)
     want = [leaf.shape for leaf in spec.float_leaves]
     got = [leaf.shape for leaf in vspec.float_leaves]
+    if vspec.treedef != spec.treedef:
+        raise ValueError(
+            f"Expected `v` with the structure of `x` {spec.treedef}, got {vspec.treedef}."
+        )
     if got != want:
         raise ValueError(
             f"Expected `v` shaped like the float leaves of `x` {want}, got shapes {got}."
@@ -171,9 +176,11 @@ def taylor_test(
     min_order = order_min
     spec, flat, others, _ = _fd.analyse("x", x, allow_nonfloat=True)
     vflat = _direction(spec, flat, v) if v is not None else None
+    vkey = _as_key(key) if v is None or key is not None else None  # a bad key is refused always
     _fd.check_outputs(fun, spec, scalar=True, caller="taylor_test")
     if vflat is None:
-        vflat = jax.random.normal(_as_key(key), flat.shape, dtype=flat.dtype)
+        assert vkey is not None
+        vflat = jax.random.normal(vkey, flat.shape, dtype=flat.dtype)
     vnorm = float(jnp.max(jnp.abs(vflat)))
     if vnorm == 0:
         raise ValueError("Expected a nonzero direction `v`, got zeros.")

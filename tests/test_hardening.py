@@ -74,6 +74,8 @@ def test_taylor_refuses_complex_direction():
         ({"grad": "g"}, TypeError, "`grad`"),
         ({"v": jnp.array([jnp.nan, 1.0])}, ValueError, "`v`"),
         ({"v": jnp.ones(3)}, ValueError, "`v`"),
+        ({"v": {"a": X}}, ValueError, "`v` with the structure"),
+        ({"v": X, "key": jnp.array([jnp.nan, 1.0])}, TypeError, "`key`"),
         ({"num_steps": 10**9}, ValueError, "`num_steps`"),
         ({"key": 2**70}, ValueError, "`key`"),
     ],
@@ -226,6 +228,8 @@ def test_fit_epochs_beyond_the_limit_blame_epochs_not_y():
 
     with pytest.raises(ValueError, match="`epochs`"):
         fit(jnp.ones(3), jnp.ones(3), epochs=10**12)
+    with pytest.raises(ValueError, match="`log_every`"):  # found by the fuzz: OverflowError
+        fit(jnp.ones(3), jnp.ones(3), epochs=2, log_every=2**70)
 
 
 def test_fit_loss_failures_are_the_users_and_throw_is_a_bool():
@@ -400,3 +404,14 @@ def test_string_arrays_in_conversions_name_tree():
         to_torch({"a": np.array(["x"])})
     with pytest.raises(TypeError, match="`tree`"):
         from_torch(np.array(["x"]))
+
+
+def test_data_beyond_float32_is_one_clear_error_without_a_numpy_warning():
+    import warnings
+
+    from funcdiff.regression import fit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # JAX's "overflow encountered in cast"
+        with pytest.raises(ValueError, match=r"finite `x` and `y`.*x64"):
+            fit(np.array([1e300, 1.0, 2.0]), np.ones(3), epochs=2)

@@ -140,7 +140,8 @@ def bootstrap(key: Any, x: Any, y: Any, n_resamples: int, **fit_kwargs: Any) -> 
         run = _cached.__wrapped__(
             optimizer, loss, epochs, log_every, batch_size, method, int(n_resamples), data.n
         )
-    out = run(key, data.x, data.y, params)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf: reported below
+        out = run(key, data.x, data.y, params)
     check_outcome(out, throw)
     return to_result(out)
 

@@ -193,9 +193,15 @@ def check_epochs(epochs: Any, name: str = "epochs") -> int:
 def check_log_every(log_every: Any) -> int:
     if isinstance(log_every, bool) or not isinstance(log_every, numbers.Integral):
         raise TypeError(f"Expected `log_every` to be an integer >= 1, got {log_every!r}.")
+    log_every = int(log_every)
     if log_every <= 0:
         raise ValueError(f"Expected `log_every` to be an integer >= 1, got {log_every}.")
-    return int(log_every)
+    if log_every > MAX_EPOCHS:
+        raise ValueError(
+            f"Expected `log_every` to be an integer <= {MAX_EPOCHS:_}, got {log_every:_}; "
+            "anything >= epochs logs epoch 0 only."
+        )
+    return log_every
 
 
 def check_batch(batch_size: Any, key: Any, n: int) -> tuple[int | None, Any]:
@@ -270,7 +276,15 @@ def shard_rows(data: Data, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
 def raise_if_nonfinite_data(finite: Any) -> None:
     """Raises the boundary error for NaN/inf in the data (flag computed inside the jit)."""
     if not bool(finite):
+        beyond = (
+            ""
+            if x64_enabled()
+            else (
+                " (values beyond float32's range, |v| > 3.4e38, become inf without x64: scale "
+                "the data or run under funcdiff.scoped(x64=True))"
+            )
+        )
         raise ValueError(
-            "Expected finite `x` and `y`, got NaN or inf in the data. Drop or impute those "
-            "rows first (e.g. mask = np.isfinite(x).all(-1) & np.isfinite(y))."
+            f"Expected finite `x` and `y`, got NaN or inf in the data{beyond}. Drop or impute "
+            "those rows first (e.g. mask = np.isfinite(x).all(-1) & np.isfinite(y))."
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from funcdiff.regression import _data
@@ -54,7 +55,8 @@ def ols(x: ArrayLike, y: ArrayLike) -> dict[str, jax.Array]:
     """
     data = _data.check_data(x, y)
     dtype = jnp.promote_types(data.dtype, jnp.result_type(float))
-    intercept, coef, finite = _ols(jnp.asarray(data.x, dtype), jnp.asarray(data.y, dtype))
+    with np.errstate(over="ignore"):  # values beyond float32 become inf: reported below
+        intercept, coef, finite = _ols(jnp.asarray(data.x, dtype), jnp.asarray(data.y, dtype))
     if not isinstance(finite, jax.core.Tracer):
         _data.raise_if_nonfinite_data(finite)
     return {"intercept": intercept, "coef": coef[0] if data.p is None else coef}
