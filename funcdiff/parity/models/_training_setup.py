@@ -241,7 +241,7 @@ def _loader(framework: str, jax_model: Any, torch: Any) -> tuple[Callable[[dict]
 
     if framework == "equinox-state":
 
-        def load(sd: dict[str, np.ndarray]) -> list[Any]:  # type: ignore[no-redef]
+        def load(sd: dict[str, np.ndarray]) -> list[Any]:
             tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
             m, state = fn(jax_model, tensors).model
             params = jax.tree_util.tree_leaves(eqx.filter(m, eqx.is_inexact_array))
