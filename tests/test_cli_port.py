@@ -61,6 +61,12 @@ FACTORIES = textwrap.dedent(
         return jax_loaded(t, transpose=False)
 
 
+    def jax_off_by_1e4(t):
+        j = jax_loaded(t)
+        j.fc2.bias[...] = j.fc2.bias[...] + 1e-4
+        return j
+
+
     def broken():
         raise RuntimeError("boom")
     """
@@ -133,6 +139,17 @@ def test_usage_errors_exit_2_with_one_line(factories, capsys, argv, message):
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--rtol", "-1"), ("--atol", "nan"), ("--atol", "x"), ("--rtol", "inf")]
+)
+def test_a_bad_tolerance_exits_2_naming_the_flag(factories, capsys, flag, value):
+    argv = ["port", "portfactories:torch_model", "portfactories:jax_loaded", "--input", "2,3"]
+    with pytest.raises(SystemExit) as e:
+        main([*argv, flag, value])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"argument {flag}: expected" in err and err.count("\n") == 1
+
+
 def test_a_factory_that_raises_exits_1_as_the_users_failure(factories, capsys):
     assert main(["port", "portfactories:broken", "portfactories:jax_loaded", "--input", "2,3"]) == 1
     err = capsys.readouterr().err
@@ -143,3 +160,75 @@ def test_parse_input():
     assert parse_input("4,3,32,32", x64=False) == ((4, 3, 32, 32), "float32")
     assert parse_input("2,7,int64", x64=True) == ((2, 7), "int64")
     assert parse_input("3", x64=True) == ((3,), "float64")
+
+
+def test_rtol_atol_replace_the_default_tolerances(factories, capsys):
+    # fc2's bias is off by 1e-4: beyond float32's defaults (rtol 1e-4, atol 1e-5 on outputs of
+    # size ~0.5), inside 1e-3 (what a deep float32 port like examples/port_resnet.py needs).
+    argv = ["port", "portfactories:torch_model", "portfactories:jax_off_by_1e4", "--input", "4,3"]
+    assert main([*argv, "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["first_divergence"] == "fc2"
+    assert main([*argv, "--rtol", "1e-3", "--atol", "1e-3", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True
+    fc2 = next(row for row in data["layers"] if row["torch_name"] == "fc2")
+    assert {(r["rtol"], r["atol"]) for r in fc2["rows"]} == {(1e-3, 1e-3)}
+
+
+EQX_FACTORIES = textwrap.dedent(
+    """
+    from __future__ import annotations
+
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import torch
+    from equinox.nn import Linear
+
+
+    class T(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.fc1 = torch.nn.Linear(3, 4)
+            self.fc2 = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc2(torch.tanh(self.fc1(x)))
+
+
+    class J(eqx.Module):
+        # string annotations without a module prefix: dataclasses resolve them through
+        # sys.modules[J.__module__], which must exist while the file executes.
+        fc1: Linear
+        fc2: Linear
+
+        def __init__(self):
+            k1, k2 = jax.random.split(jax.random.key(0))
+            self.fc1 = Linear(3, 4, key=k1)
+            self.fc2 = Linear(4, 2, key=k2)
+
+        def __call__(self, x):
+            return self.fc2(jnp.tanh(self.fc1(x)))
+
+
+    def torch_model():
+        return T()
+
+
+    def jax_model():
+        return J()
+    """
+)
+
+
+def test_a_file_defining_an_equinox_module_loads(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("equinox")
+    (tmp_path / "eqx-models.py").write_text(EQX_FACTORIES)
+    monkeypatch.chdir(tmp_path)
+    spec = "eqx-models.py"
+    code = main(["port", f"{spec}:torch_model", f"{spec}:jax_model", "--input", "3,float64"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "model parity OK: float64" in captured.out and "fc2 (Linear) <-> fc2" in captured.out

@@ -583,3 +583,101 @@ def test_optax_state_from_torch_writes_every_moment():
 
     visit(new)
     assert found == {"mu": 4, "nu": 4, "count": 2}  # two groups, four parameters
+
+
+# ----------------------------------------------------------------------------- Equinox state
+
+
+def _eqx_bn_net(eqx):
+    class Net(eqx.Module):
+        """make_bn in Equinox: eqx.nn.BatchNorm(mode="batch") with its state.
+
+        ``momentum`` is Equinox's (the weight of the old statistics: torch's 0.1 is 0.9);
+        ``unbiased`` rescales the stored variance the way torch does (Equinox, like flax,
+        stores the biased batch variance).
+        """
+
+        l1: eqx.nn.Linear
+        bn: eqx.nn.BatchNorm
+        l2: eqx.nn.Linear
+        unbiased: bool = eqx.field(static=True)
+
+        def __init__(self, momentum=0.9, unbiased=True):
+            k1, k2 = jax.random.split(jax.random.key(0))
+            self.l1 = eqx.nn.Linear(3, 4, key=k1, dtype=jnp.float64)
+            self.bn = eqx.nn.BatchNorm(
+                4, "batch", momentum=momentum, eps=1e-5, mode="batch", dtype=jnp.float64
+            )
+            self.l2 = eqx.nn.Linear(4, 2, key=k2, dtype=jnp.float64)
+            self.unbiased = unbiased
+
+        def __call__(self, x, state):
+            idx = self.bn.batch_state_index
+            _, v0 = state.get(idx)
+            h = jax.vmap(self.l1)(x)
+            bn = jax.vmap(self.bn, axis_name="batch", in_axes=(0, None), out_axes=(0, None))
+            h, state = bn(h, state)
+            if self.unbiased and not self.bn.inference:
+                # v1 = m v0 + (1 - m) var  ->  m v0 + (1 - m) var n / (n - 1)
+                m1, v1 = state.get(idx)
+                state = state.set(idx, (m1, v1 + (v1 - self.bn.momentum * v0) / (x.shape[0] - 1)))
+            return jax.vmap(lambda v: self.l2(jnp.tanh(v)))(h), state
+
+    return Net
+
+
+def _eqx_bn_pair(**kw):
+    eqx = pytest.importorskip("equinox")
+    with scoped(x64=True):
+        return eqx.nn.make_with_state(_eqx_bn_net(eqx))(**kw)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_equinox_batchnorm_state_pair_agrees_in_float64(train):
+    net = make_bn()
+    pair = _eqx_bn_pair()
+    res = parity.compare_training(pair, None, net, sgd(net), batches(4), loss="mse", train=train)
+    res.assert_ok()
+    assert res.framework == "equinox" and len(res.steps) == 4
+    assert {s.buffer_name for s in res.steps} <= {"", "1.running_mean", "1.running_var"}
+    assert max(s.buffer_error for s in res.steps) < 1e-14
+    if not train:
+        assert all(s.buffer_error == 0.0 for s in res.steps)
+    # the caller's pair is untouched: the state still holds Equinox's initial statistics
+    mean, var = pair[1].get(pair[0].bn.batch_state_index)
+    assert np.array_equal(mean, np.zeros(4)) and np.array_equal(var, np.ones(4))
+
+
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [({"momentum": 0.1}, "1.running_"), ({"unbiased": False}, "1.running_var")],
+)
+def test_equinox_batchnorm_bugs_are_caught_in_the_running_stats_at_step_1(kw, name):
+    # momentum 0.1 is torch's number in Equinox's convention (torch m == Equinox 1 - m)
+    net = make_bn()
+    res = parity.compare_training(_eqx_bn_pair(**kw), None, net, sgd(net), batches(3), loss="mse")
+    expect(res, 1, "buffer", "forward", name=name)
+    assert res.steps[0].loss_error < 1e-14  # batch statistics: the loss agrees
+
+
+def test_equinox_state_built_under_x64_runs_against_float32_torch_and_teacher_forcing():
+    # the float64 statistics and the int64 weak-typed batch counter of a pair made under x64
+    # are rebuilt for a float32 run (eqx.nn.State.set refuses a new dtype or weak type)
+    net = make_bn(torch.float32)
+    data = batches(3, dtype=np.float32)
+    res = parity.compare_training(_eqx_bn_pair(), None, net, sgd(net), data, loss="mse")
+    res.assert_ok()
+    assert res.dtype == "float32" and any("float64" in n for n in res.notes)
+    net = make_bn()
+    pair = _eqx_bn_pair(momentum=0.1)
+    res = parity.compare_training(
+        pair, None, net, sgd(net), batches(3), loss="mse", teacher_forcing=True
+    )
+    expect(res, 1, "buffer", "forward", name="1.running_")
+
+
+def test_equinox_batchnorm_without_its_state_names_jax_model():
+    pair = _eqx_bn_pair()
+    net = make_bn()
+    with pytest.raises(TypeError, match=r"`jax_model`.*make_with_state"):
+        parity.compare_training(pair[0], None, net, sgd(net), batches(2), loss="mse")

@@ -1,7 +1,7 @@
 """``funcdiff port``: a torch module against its JAX port, layer by layer (``compare_model``).
 
     funcdiff port TORCH_FACTORY JAX_FACTORY --input SHAPE[,DTYPE] [--input ...]
-                  [--train] [--isolate] [--x64] [--seed N] [--json]
+                  [--train] [--isolate] [--x64] [--rtol R] [--atol A] [--seed N] [--json]
 
 Factories are ``module:function`` (or ``path/to/file.py:function``), imported with the
 current directory on ``sys.path``:
@@ -15,24 +15,32 @@ current directory on ``sys.path``:
 Each ``--input`` is one random input: ``4,3,32,32`` (float32 normal, float64 with ``--x64``),
 ``4,3,32,32,float64``, or ``2,7,int64`` (integers in [0, 2)); seeded by ``--seed``.
 
+``--rtol``/``--atol`` replace the per-dtype default tolerances of every row
+(``|jax - torch| <= atol + rtol |torch|``); a deep float32 port such as
+``examples/port_resnet.py`` needs about ``--rtol 1e-3 --atol 1e-3``. A negative, NaN or
+infinite tolerance is a usage error (exit 2 naming the flag).
+
 Exit codes (the policy of ``funcdiff._cli``): 0 the models agree; 1 they disagree, or a
 factory raised; 2 the command line is wrong (a factory that cannot be imported, a malformed
-``--input``, inputs the models reject); one line on stderr.
+``--input``, a negative or NaN ``--rtol``/``--atol``, inputs the models reject); one line
+on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import importlib.util
 import inspect
 import os
+import re
 import sys
 from typing import Any
 
 import numpy as np
 
-from funcdiff._cli._common import EXIT_FAILED, CLIError, emit_json
+from funcdiff._cli._common import EXIT_FAILED, CLIError, emit_json, nonnegative_float
 
 _DTYPES = ("float16", "float32", "float64", "int32", "int64", "bool")
 
@@ -68,6 +76,19 @@ def register(sub: Any) -> None:
         "--isolate", action="store_true", help="also run each JAX layer on torch's input"
     )
     p.add_argument("--x64", action="store_true", help="float64 for inputs without a dtype")
+    p.add_argument(
+        "--rtol",
+        type=nonnegative_float,
+        default=None,
+        help="relative tolerance of every row (default per dtype; e.g. 1e-3 for a deep float32 "
+        "port)",
+    )
+    p.add_argument(
+        "--atol",
+        type=nonnegative_float,
+        default=None,
+        help="absolute tolerance of every row (default per dtype)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs and cotangent (0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tree")
     p.set_defaults(func=run)
@@ -92,8 +113,37 @@ def parse_input(text: str, *, x64: bool) -> tuple[tuple[int, ...], str]:
     return shape, dtype
 
 
-def load_factory(spec: str, what: str) -> Any:
-    """Imports ``module:function`` (or ``file.py:function``) and returns the function."""
+def _exec_file(path: str) -> Any:
+    """Executes ``path`` as a module registered in ``sys.modules`` under a unique name.
+
+    The registration is what ``importlib.util`` documents for importing a source file: dataclasses
+    (and so ``equinox.Module``) look their module up in ``sys.modules`` to resolve string
+    annotations (``from __future__ import annotations``), and fail on a module that is not there.
+    The name is the file's stem plus a hash of its absolute path, so two files called
+    ``models.py`` (or a file shadowing an installed package) do not collide.
+    """
+    full = os.path.abspath(path)
+    stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(full))[0])
+    name = f"_funcdiff_port_{stem}_{hashlib.sha1(full.encode()).hexdigest()[:10]}"
+    spec = importlib.util.spec_from_file_location(name, full)
+    if spec is None or spec.loader is None:
+        raise CLIError(f"{path}: not a Python source file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def load_factory(spec: str, what: str, *, loaded: dict[str, Any] | None = None) -> Any:
+    """Imports ``module:function`` (or ``file.py:function``) and returns the function.
+
+    ``loaded`` caches the files executed in one command, so both factories taken from one file
+    share its module (and its classes).
+    """
     mod_name, sep, fn_name = spec.rpartition(":")
     if not sep or not mod_name or not fn_name:
         raise CLIError(f"{what} {spec!r}: expected module:function (e.g. mymodels:build_resnet)")
@@ -103,12 +153,13 @@ def load_factory(spec: str, what: str) -> Any:
         if mod_name.endswith(".py"):
             if not os.path.isfile(mod_name):
                 raise CLIError(f"{what} {spec!r}: no file {mod_name}")
-            loader = importlib.util.spec_from_file_location(
-                os.path.splitext(os.path.basename(mod_name))[0], mod_name
-            )
-            assert loader is not None and loader.loader is not None
-            module = importlib.util.module_from_spec(loader)
-            loader.loader.exec_module(module)
+            key = os.path.abspath(mod_name)
+            if loaded is not None and key in loaded:
+                module = loaded[key]
+            else:
+                module = _exec_file(mod_name)
+                if loaded is not None:
+                    loaded[key] = module
         else:
             module = importlib.import_module(mod_name)
     except CLIError:
@@ -158,8 +209,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise CLIError(str(e)) from None
     xs = _inputs(args.input, x64=args.x64, seed=args.seed)
-    make_torch = load_factory(args.torch_factory, "TORCH_FACTORY")
-    make_jax = load_factory(args.jax_factory, "JAX_FACTORY")
+    loaded: dict[str, Any] = {}
+    make_torch = load_factory(args.torch_factory, "TORCH_FACTORY", loaded=loaded)
+    make_jax = load_factory(args.jax_factory, "JAX_FACTORY", loaded=loaded)
     try:
         torch_module = make_torch()
     except Exception as e:
@@ -177,7 +229,14 @@ def run(args: argparse.Namespace) -> int:
         if not given_torch:
             jax_model = load_torch_weights(jax_model, torch_module).model
         result = compare_model(
-            jax_model, torch_module, *xs, train=args.train, isolate=args.isolate, key=args.seed
+            jax_model,
+            torch_module,
+            *xs,
+            train=args.train,
+            isolate=args.isolate,
+            rtol=args.rtol,
+            atol=args.atol,
+            key=args.seed,
         )
     except (TypeError, ValueError, ImportError) as e:
         raise CLIError(str(e)) from None

@@ -270,7 +270,10 @@ def compare_training(
     parameters) and optimizer (update given equal gradients and state).
 
     Args:
-      jax_model: a ``flax.nnx.Module``, an ``equinox.Module`` (without BatchNorm), or a pair
+      jax_model: a ``flax.nnx.Module``; an ``equinox.Module`` called as ``module(inputs)``;
+        an Equinox ``(module, state)`` pair from ``eqx.nn.make_with_state`` (BatchNorm),
+        called as ``module(inputs, state) -> (outputs, new_state)``, whose running
+        statistics are compared with torch's buffers in train mode as for NNX; or a pair
         ``(apply_fn, params)``: ``apply_fn(params, inputs[, train=...])`` returning the
         outputs, or ``(outputs, new_params)`` when ``params`` holds running statistics.
         ``params`` keyed like torch's ``state_dict`` (flat dotted keys or nested dicts) is
@@ -300,12 +303,13 @@ def compare_training(
       A :class:`TrainingParityResult`.
 
     Raises:
-      TypeError: a model, optimizer, ``tx``, ``loss`` or batch of the wrong kind.
+      TypeError: a model, optimizer, ``tx``, ``loss`` or batch of the wrong kind; an
+        Equinox module with state given without its ``eqx.nn.State``.
       ValueError: batches of different shapes, or shapes a model rejects; a loss that is not
         a scalar; an optimizer whose parameters are not the module's; weights that do not
         load.
       NotImplementedError: a torch optimizer or scheduler ``optax_like`` cannot map (pass
-        ``tx``), an Equinox model with BatchNorm state.
+        ``tx``).
 
     Examples:
       >>> import numpy as np, optax, torch

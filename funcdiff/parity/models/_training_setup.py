@@ -4,9 +4,10 @@
   user's objects are never stepped.
 - :func:`bind_jax_model`: the JAX model as a pure function of the parameters *in torch's
   layout* (one array per ``named_parameters()`` entry) and of the float buffers (BatchNorm
-  running statistics). The correspondence between torch elements and JAX leaf elements is
-  read once, by loading index-coded state dicts through the model's weight loader; inside the
-  jitted step it is one gather, so gradients come back in torch's layout by construction.
+  running statistics; for an Equinox ``(module, state)`` pair, the ``eqx.nn.State`` leaves).
+  The correspondence between torch elements and JAX leaf elements is read once, by loading
+  index-coded state dicts through the model's weight loader; inside the jitted step it is one
+  gather, so gradients come back in torch's layout by construction.
 - :func:`named_loss`: ``"mse"`` and ``"cross_entropy"`` as torch defines them (mean).
 - :func:`clip_grad_norm_like_torch`: ``torch.nn.utils.clip_grad_norm_`` as an optax
   transformation.
@@ -149,11 +150,17 @@ def _framework(jax_model: Any) -> str:
     mro = [c.__module__ for c in type(jax_model).__mro__]
     if isinstance(jax_model, tuple) and len(jax_model) == 2 and callable(jax_model[0]):
         if type(jax_model[1]).__module__.startswith("equinox"):
-            raise NotImplementedError(
-                "`jax_model` is an Equinox (module, state) pair; its BatchNorm state is not "
-                "supported by compare_training yet. Pass (apply_fn, params) with apply_fn "
-                "returning (outputs, new_params)."
-            )
+            import equinox as eqx
+
+            if not (
+                isinstance(jax_model[0], eqx.Module) and isinstance(jax_model[1], eqx.nn.State)
+            ):
+                raise TypeError(
+                    "Expected `jax_model` as an Equinox pair to be (module, state) from "
+                    f"eqx.nn.make_with_state, got ({type(jax_model[0]).__name__}, "
+                    f"{type(jax_model[1]).__name__})."
+                )
+            return "equinox-state"
         return "function"
     if any(m.startswith("flax.nnx") for m in mro):
         return "nnx"
@@ -232,6 +239,16 @@ def _loader(framework: str, jax_model: Any, torch: Any) -> tuple[Callable[[dict]
         return load, None
     import equinox as eqx
 
+    if framework == "equinox-state":
+
+        def load(sd: dict[str, np.ndarray]) -> list[Any]:
+            tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
+            m, state = fn(jax_model, tensors).model
+            params = jax.tree_util.tree_leaves(eqx.filter(m, eqx.is_inexact_array))
+            return [*params, *jax.tree_util.tree_leaves(state)]
+
+        return load, None
+
     def load(sd: dict[str, np.ndarray]) -> list[Any]:  # type: ignore[no-redef]
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
         m = fn(jax_model, tensors).model
@@ -285,6 +302,17 @@ def _wants_train(apply_fn: Callable[..., Any]) -> bool:
         return False
 
 
+def _state_leaf(x: Any, dtype: str) -> Any:
+    """An Equinox state leaf rebuilt under the run's x64 setting (float leaves in ``dtype``)."""
+    if not isinstance(x, jax.Array | np.ndarray):
+        return x
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return jnp.asarray(x, dtype)
+    if getattr(x, "weak_type", False) and np.ndim(x) == 0:
+        return jnp.asarray(np.asarray(x).item())  # a Python scalar keeps the weak type
+    return jnp.asarray(x, jax.dtypes.canonicalize_dtype(x.dtype))
+
+
 def bind_jax_model(jax_model: Any, side: TorchSide, *, train: bool, torch: Any) -> JaxSide:
     """The JAX model as a function of torch-layout parameters and buffers (see JaxSide)."""
     framework = _framework(jax_model)
@@ -304,22 +332,43 @@ def bind_jax_model(jax_model: Any, side: TorchSide, *, train: bool, torch: Any) 
     elif framework == "equinox":
         import equinox as eqx
 
+        # any StateIndex field (BatchNorm statistics) needs the eqx.nn.State beside the module
         if any(
-            isinstance(x, eqx.nn.BatchNorm)
+            isinstance(x, eqx.nn.StateIndex)
             for x in jax.tree_util.tree_leaves(
-                jax_model, is_leaf=lambda x: isinstance(x, eqx.Module)
+                jax_model, is_leaf=lambda x: isinstance(x, eqx.nn.StateIndex)
             )
         ):
-            raise NotImplementedError(
-                "`jax_model` is an Equinox module with BatchNorm, whose running statistics live "
-                "in a separate eqx.nn.State; pass it as (apply_fn, params) instead, with "
-                "apply_fn returning (outputs, new_params)."
+            raise TypeError(
+                "Expected `jax_model` with state (BatchNorm running statistics, held at "
+                "eqx.nn.StateIndex fields) to be the (module, state) pair from "
+                "eqx.nn.make_with_state, got the module alone."
             )
         model = eqx.nn.inference_mode(jax_model, value=not train)
         params, static = eqx.partition(model, eqx.is_inexact_array)
         template, treedef = jax.tree_util.tree_flatten(params)
         rebuild = lambda leaves: eqx.combine(jax.tree_util.tree_unflatten(treedef, leaves), static)
         load, _ = _loader(framework, model, torch)
+    elif framework == "equinox-state":
+        import equinox as eqx
+
+        module, state0 = jax_model
+        # the statistics in torch's dtype, as compare_model does, and every other leaf (the
+        # batch counter) in this run's integer width: eqx.nn.State.set, which loads them,
+        # refuses a new dtype or weak type
+        state0 = jax.tree_util.tree_map(lambda x: _state_leaf(x, side.dtype), state0)
+        model = eqx.nn.inference_mode(module, value=not train)
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+        p_leaves, p_def = jax.tree_util.tree_flatten(params)
+        s_leaves, s_def = jax.tree_util.tree_flatten(state0)
+        n_p = len(p_leaves)
+        template = [*p_leaves, *s_leaves]
+
+        def rebuild_pair(leaves: list[Any]) -> tuple[Any, Any]:
+            m = eqx.combine(jax.tree_util.tree_unflatten(p_def, leaves[:n_p]), static)
+            return m, jax.tree_util.tree_unflatten(s_def, leaves[n_p:])
+
+        load, _ = _loader(framework, (model, state0), torch)
     else:
         apply_fn, params = jax_model
         template, treedef = jax.tree_util.tree_flatten(params)
@@ -394,12 +443,32 @@ def bind_jax_model(jax_model: Any, side: TorchSide, *, train: bool, torch: Any) 
             out = m(x)
             return out, buffers_from(jax.tree_util.tree_leaves(nnx.split(m)[1]), buffers)
 
+    elif framework == "equinox-state":
+
+        def forward(theta: tuple, buffers: tuple, x: Any) -> tuple[Any, tuple]:
+            m, state = rebuild_pair(leaves_from(theta, buffers))
+            got = m(x, state)
+            if not (isinstance(got, tuple) and len(got) == 2):
+                raise TypeError(
+                    "Expected `jax_model` as (module, state) to be called as module(x, state) "
+                    f"-> (outputs, new_state), got a {type(got).__name__}."
+                )
+            out, new_state = got
+            if not isinstance(new_state, eqx.nn.State):
+                raise TypeError(
+                    "Expected `jax_model` as (module, state) to return (outputs, new_state) "
+                    f"with an eqx.nn.State, got ({type(out).__name__}, "
+                    f"{type(new_state).__name__})."
+                )
+            new_leaves = jax.tree_util.tree_leaves(new_state)
+            return out, buffers_from([*[None] * n_p, *new_leaves], buffers)
+
     else:
 
         def forward(theta: tuple, buffers: tuple, x: Any) -> tuple[Any, tuple]:
             return rebuild(leaves_from(theta, buffers))(x), buffers
 
-    return JaxSide(framework, forward, tuple(notes))
+    return JaxSide(framework.removesuffix("-state"), forward, tuple(notes))
 
 
 # ----------------------------------------------------------------------------- losses
