@@ -968,3 +968,21 @@ def test_functional_gelu_in_an_aligned_block(exact):
         return
     assert not r.ok and r.first_divergence == "blk"
     assert [(f.layer, f.rule) for f in r.diagnosis] == [("blk.fc2", "gelu-approximation")]
+
+
+def test_jax_regions_see_scopes_under_transformations():
+    from funcdiff.parity.models._functional import jax_regions
+
+    def layer(x):
+        with jax.named_scope("fd:blocks.0"):
+            return jnp.tanh(x)
+
+    def model(x):
+        y = jax.vmap(layer)(x)  # the scope reads "vmap(fd:blocks.0)"
+        y = jax.lax.scan(lambda c, v: (c, layer(v)), 0.0, y)[1]
+        return jax.nn.gelu(y, approximate=False)
+
+    r = jax_regions(jax.make_jaxpr(model)(jnp.ones((2, 3))).jaxpr)
+    prims = {k: [e.primitive.name for e in v] for k, v in r.items()}
+    assert prims["blocks.0"].count("tanh") == 2
+    assert {"erf", "erfc"} & set(prims[""]) and "tanh" not in prims[""]  # exact GELU: erfc

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from typing import Any
 
 from funcdiff.parity.models._capture import SCOPE, FunctionalCall
@@ -62,6 +63,7 @@ from funcdiff.parity.models._report import Finding
 __all__ = ["check_functional", "jax_regions", "merge"]
 
 _SMOOTH = ("linear", "bilinear", "bicubic", "trilinear")
+_SCOPE_RE = re.compile(re.escape(SCOPE) + r"([^/()]+)")
 _RESIZE = ("_resize", "resize", "scale_and_translate", "_scale_and_translate")
 
 
@@ -82,10 +84,9 @@ def jax_regions(jaxpr: Any) -> dict[str, list[Any]]:
 
     def walk(jp: Any, outer: list[str]) -> None:
         for e in jp.eqns:
-            scopes = outer + [
-                s for s in str(e.source_info.name_stack).split("/") if s.startswith(SCOPE)
-            ]
-            out.setdefault(scopes[-1][len(SCOPE) :] if scopes else "", []).append(e)
+            # "fd:a/vmap(fd:b)": a scope entered under a transformation is wrapped in its name
+            scopes = outer + _SCOPE_RE.findall(str(e.source_info.name_stack))
+            out.setdefault(scopes[-1] if scopes else "", []).append(e)
             for sub in _subjaxprs(e):
                 walk(sub, scopes)
 
