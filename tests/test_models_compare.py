@@ -986,3 +986,52 @@ def test_jax_regions_see_scopes_under_transformations():
     prims = {k: [e.primitive.name for e in v] for k, v in r.items()}
     assert prims["blocks.0"].count("tanh") == 2
     assert {"erf", "erfc"} & set(prims[""]) and "tanh" not in prims[""]  # exact GELU: erfc
+
+
+class TorchTwoLinear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(13)
+        self.fc1 = torch.nn.Linear(4, 8)
+        self.fc2 = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.nn.functional.gelu(self.fc1(x)))
+
+
+class EqxGeluNet(eqx.Module):
+    fc1: eqx.nn.Linear
+    fc2: eqx.nn.Linear
+    exact: bool = eqx.field(static=True)
+
+    def __init__(self, exact):
+        k1, k2 = jax.random.split(jax.random.key(0))
+        self.fc1 = eqx.nn.Linear(4, 8, key=k1)
+        self.fc2 = eqx.nn.Linear(8, 3, key=k2)
+        self.exact = exact
+
+    def __call__(self, x):  # the layers under vmap: their scopes read "vmap(fd:fc1)"
+        h = jax.vmap(self.fc1)(x)
+        return jax.vmap(self.fc2)(jax.nn.gelu(h, approximate=not self.exact))
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_functional_gelu_equinox(exact):
+    t = TorchTwoLinear()
+    j = load_torch_weights(EqxGeluNet(exact), t).model
+    r = compare_model(j, t, _x(6, 4, scale=3.0))
+    if exact:
+        assert r.ok and r.diagnosis == (), str(r)
+    else:
+        assert r.first_divergence == "fc2"
+        assert [(f.layer, f.rule) for f in r.diagnosis] == [("fc2", "gelu-approximation")]
+
+
+def test_functional_avg_pool_count_include_pad_reverse():
+    # planted: torch counts the padding (its default), the JAX port excludes it
+    t, j = _functional_port(_pool1d(True), _jax_pool1d(False))
+    r = compare_model(j, t, _x(5, 4))
+    assert not r.ok and r.first_divergence == "fc2"
+    f = r.diagnosis[0]
+    assert (f.layer, f.rule) == ("fc2", "avg-pool-count-include-pad")
+    assert "count_include_pad=True" in f.torch_setting and "count_include_pad=True" in f.fix
