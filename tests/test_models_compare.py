@@ -780,3 +780,258 @@ def test_layers_with_other_names_align_like_the_weights():
         ("fc2", "dense_out"),
     ]
     assert {p.torch_name for p in r.params} == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+
+
+# ---- torch functionals in a parent's forward (F.gelu, F.layer_norm, F.avg_pool, ...) -------
+
+
+class TorchFunctionalNet(torch.nn.Module):
+    """fc1 -> LayerNorm -> a functional (F.gelu by default) -> fc2, the functional in the
+    root's forward (no module to pair)."""
+
+    def __init__(self, fn=None, width=8):
+        super().__init__()
+        torch.manual_seed(11)
+        self.fc1 = torch.nn.Linear(4, 8)
+        self.ln = torch.nn.LayerNorm(8)
+        self.fc2 = torch.nn.Linear(width, 3)
+        self.fn = fn or torch.nn.functional.gelu
+
+    def forward(self, x):
+        return self.fc2(self.fn(self.ln(self.fc1(x))))
+
+
+class NnxFunctionalNet(nnx.Module):
+    def __init__(self, fn=None, width=8):
+        r = nnx.Rngs(0)
+        self.fc1 = nnx.Linear(4, 8, rngs=r)
+        self.ln = nnx.LayerNorm(8, epsilon=1e-5, rngs=r)
+        self.fc2 = nnx.Linear(width, 3, rngs=r)
+        self.fn = fn or jax.nn.gelu  # the tanh approximation by default
+
+    def __call__(self, x):
+        return self.fc2(self.fn(self.ln(self.fc1(x))))
+
+
+def _functional_port(tfn=None, jfn=None, width=8):
+    t, j = TorchFunctionalNet(tfn, width), NnxFunctionalNet(jfn, width)
+    assert load_torch_weights(j, t).ok
+    return t, j
+
+
+@pytest.mark.parametrize("torch_approx", ["none", "tanh"])
+def test_functional_gelu_approximation(torch_approx):
+    tfn = lambda h: torch.nn.functional.gelu(h, approximate=torch_approx)
+    x = _x(6, 4, scale=3.0)
+    # planted: the other approximation in JAX (jax.nn.gelu's default is tanh)
+    t, j = _functional_port(tfn, lambda h: jax.nn.gelu(h, approximate=torch_approx == "none"))
+    r = compare_model(j, t, x)
+    assert not r.ok and r.first_divergence == "fc2", str(r)
+    f = r.diagnosis[0]
+    assert (f.layer, f.rule, f.entry) == ("fc2", "gelu-approximation", "gelu-default"), str(r)
+    want = "approximate=True" if torch_approx == "tanh" else "approximate=False"
+    assert want in f.fix and torch_approx in f.torch_setting
+    # the right port: no finding
+    t, j = _functional_port(tfn, lambda h: jax.nn.gelu(h, approximate=torch_approx == "tanh"))
+    r = compare_model(j, t, x)
+    assert r.ok and r.diagnosis == (), str(r)
+
+
+def test_functional_gelu_inside_a_transformer_encoder_layer_is_recorded():
+    from funcdiff.parity.models._capture import capture_torch
+
+    layer = torch.nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0, activation="gelu")
+    tc = capture_torch(
+        torch,
+        layer.eval(),
+        [_x(3, 2, 4)],
+        [],
+        train=False,
+        dtype=torch.float32,
+        cotangents=lambda outs: [np.ones_like(o) for o in outs],
+        loss=None,
+    )
+    calls = {(c.name, c.stack[-1]) for c in tc.functional}
+    assert ("gelu", "") in calls and ("layer_norm", "norm1") in calls
+    gelu = next(c for c in tc.functional if c.name == "gelu")
+    assert gelu.settings == {"approximate": "none"}
+
+
+def _pool1d(count_include_pad):
+    return lambda h: torch.nn.functional.avg_pool1d(h[:, None], 3, 1, 1, False, count_include_pad)[
+        :, 0
+    ]
+
+
+def _jax_pool1d(count_include_pad):
+    return lambda h: nnx.avg_pool(
+        h[:, :, None], (3,), (1,), ((1, 1),), count_include_pad=count_include_pad
+    )[:, :, 0]
+
+
+def test_functional_avg_pool_count_include_pad():
+    x = _x(5, 4)
+    # planted: torch excludes the padding from the count (positional argument), flax's default
+    # counts it
+    t, j = _functional_port(_pool1d(False), _jax_pool1d(True))
+    r = compare_model(j, t, x)
+    assert not r.ok and r.first_divergence == "fc2"
+    f = r.diagnosis[0]
+    assert (f.layer, f.rule, f.entry) == (
+        "fc2",
+        "avg-pool-count-include-pad",
+        "avg-pool-count-include-pad",
+    )
+    assert "count_include_pad=False" in f.torch_setting
+    t, j = _functional_port(_pool1d(False), _jax_pool1d(False))
+    r = compare_model(j, t, x)
+    assert r.ok and r.diagnosis == (), str(r)
+
+
+def test_functional_resize_antialias():
+    tfn = lambda h: torch.nn.functional.interpolate(h[:, None, None], size=(1, 4), mode="bilinear")[
+        :, 0, 0
+    ]
+    x = _x(5, 4)
+    # planted: jax.image.resize antialiases when downsampling by default, torch does not
+    t, j = _functional_port(tfn, lambda h: jax.image.resize(h, (h.shape[0], 4), "linear"), 4)
+    r = compare_model(j, t, x)
+    assert not r.ok and r.first_divergence == "fc2"
+    f = r.diagnosis[0]
+    assert (f.layer, f.rule, f.entry) == ("fc2", "resize-antialias", "resize-antialias")
+    assert get_divergence(f.entry).holds()
+    right = lambda h: jax.image.resize(h, (h.shape[0], 4), "linear", antialias=False)
+    t, j = _functional_port(tfn, right, 4)
+    r = compare_model(j, t, x)
+    assert r.ok and r.diagnosis == (), str(r)
+
+
+def test_functional_layer_norm_epsilon():
+    tfn = lambda h: torch.nn.functional.layer_norm(h, (8,), eps=1e-3)
+
+    def jfn(eps):
+        def norm(h):
+            m = h.mean(-1, keepdims=True)
+            v = ((h - m) ** 2).mean(-1, keepdims=True)
+            return (h - m) * jax.lax.rsqrt(v + eps)
+
+        return norm
+
+    x = _x(5, 4, scale=0.01)
+    t, j = _functional_port(tfn, jfn(1e-6))  # planted: flax's default epsilon
+    r = compare_model(j, t, x)
+    f = next(f for f in r.diagnosis if f.rule == "norm-epsilon")
+    assert f.entry == "flax-norm-epsilon" and "eps=0.001" in f.torch_setting
+    assert "1e-06" in f.jax_setting
+    t, j = _functional_port(tfn, jfn(1e-3))
+    r = compare_model(j, t, x)
+    assert not [f for f in r.diagnosis if f.rule == "norm-epsilon"], str(r)
+
+
+class TorchFunctionalBlock(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(3, 5)
+        self.fc2 = torch.nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.fc2(torch.nn.functional.gelu(self.fc1(x)))
+
+
+class TorchBlockNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(12)
+        self.blk = TorchFunctionalBlock()
+        self.head = torch.nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.blk(x)))
+
+
+class NnxBlockNet(nnx.Module):
+    def __init__(self, exact):
+        self.blk = NnxBlock(exact)
+        self.head = nnx.Linear(2, 2, rngs=nnx.Rngs(1))
+
+    def __call__(self, x):
+        return self.head(jnp.tanh(self.blk(x)))  # a tanh outside the block: not a GELU
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_functional_gelu_in_an_aligned_block(exact):
+    t, j = TorchBlockNet(), NnxBlockNet(exact)
+    assert load_torch_weights(j, t).ok
+    r = compare_model(j, t, _x(4, 3, scale=3.0))
+    if exact:
+        assert r.ok and r.diagnosis == (), str(r)
+        return
+    assert not r.ok and r.first_divergence == "blk"
+    assert [(f.layer, f.rule) for f in r.diagnosis] == [("blk.fc2", "gelu-approximation")]
+
+
+def test_jax_regions_see_scopes_under_transformations():
+    from funcdiff.parity.models._functional import jax_regions
+
+    def layer(x):
+        with jax.named_scope("fd:blocks.0"):
+            return jnp.tanh(x)
+
+    def model(x):
+        y = jax.vmap(layer)(x)  # the scope reads "vmap(fd:blocks.0)"
+        y = jax.lax.scan(lambda c, v: (c, layer(v)), 0.0, y)[1]
+        return jax.nn.gelu(y, approximate=False)
+
+    r = jax_regions(jax.make_jaxpr(model)(jnp.ones((2, 3))).jaxpr)
+    prims = {k: [e.primitive.name for e in v] for k, v in r.items()}
+    assert prims["blocks.0"].count("tanh") == 2
+    assert {"erf", "erfc"} & set(prims[""]) and "tanh" not in prims[""]  # exact GELU: erfc
+
+
+class TorchTwoLinear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(13)
+        self.fc1 = torch.nn.Linear(4, 8)
+        self.fc2 = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.nn.functional.gelu(self.fc1(x)))
+
+
+class EqxGeluNet(eqx.Module):
+    fc1: eqx.nn.Linear
+    fc2: eqx.nn.Linear
+    exact: bool = eqx.field(static=True)
+
+    def __init__(self, exact):
+        k1, k2 = jax.random.split(jax.random.key(0))
+        self.fc1 = eqx.nn.Linear(4, 8, key=k1)
+        self.fc2 = eqx.nn.Linear(8, 3, key=k2)
+        self.exact = exact
+
+    def __call__(self, x):  # the layers under vmap: their scopes read "vmap(fd:fc1)"
+        h = jax.vmap(self.fc1)(x)
+        return jax.vmap(self.fc2)(jax.nn.gelu(h, approximate=not self.exact))
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_functional_gelu_equinox(exact):
+    t = TorchTwoLinear()
+    j = load_torch_weights(EqxGeluNet(exact), t).model
+    r = compare_model(j, t, _x(6, 4, scale=3.0))
+    if exact:
+        assert r.ok and r.diagnosis == (), str(r)
+    else:
+        assert r.first_divergence == "fc2"
+        assert [(f.layer, f.rule) for f in r.diagnosis] == [("fc2", "gelu-approximation")]
+
+
+def test_functional_avg_pool_count_include_pad_reverse():
+    # planted: torch counts the padding (its default), the JAX port excludes it
+    t, j = _functional_port(_pool1d(True), _jax_pool1d(False))
+    r = compare_model(j, t, _x(5, 4))
+    assert not r.ok and r.first_divergence == "fc2"
+    f = r.diagnosis[0]
+    assert (f.layer, f.rule) == ("fc2", "avg-pool-count-include-pad")
+    assert "count_include_pad=True" in f.torch_setting and "count_include_pad=True" in f.fix

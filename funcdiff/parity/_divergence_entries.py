@@ -903,6 +903,25 @@ def _porting_entries() -> tuple[Divergence, ...]:
             note=f"{port}: an attention_fn that stays in the input dtype (nnx.MultiHeadAttention)",
         ),
         Divergence(
+            "resize-antialias",
+            "jax.image.resize(method='linear') / torch F.interpolate(mode='bilinear')",
+            "defaults, downsampling [1, 2, 4, 8] to 2 entries",
+            "value",
+            (1.857142857142857, 5.428571428571429),
+            (1.5, 6.0),
+            "jax.image.resize antialias=True by default, torch F.interpolate antialias=False "
+            "(both docs); jax#11206, flax#2210; sayakpaul/cmmd-pytorch#4 (a port that differed)",
+            _a([1.0, 2.0, 4.0, 8.0]),
+            lambda x: jax.image.resize(x, (2,), "linear"),
+            lambda x: F().interpolate(x[None, None, None], size=(1, 2), mode="bilinear").ravel(),
+            _named(
+                "jax.image.resize(x, (2,), 'linear', antialias=False)",
+                lambda x: jax.image.resize(x, (2,), "linear", antialias=False),
+            ),
+            note=f"{port}: pass antialias=False to jax.image.resize (or antialias=True to "
+            "F.interpolate); upsampling is not affected",
+        ),
+        Divergence(
             "rnn-input-bias",
             "nnx.LSTMCell / torch LSTMCell",
             "zero weights, torch bias_ih = bias_hh = 1, JAX given torch's bias_hh only",

@@ -33,7 +33,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,9 +41,22 @@ import numpy as np
 
 from funcdiff._validation import is_float_dtype
 
-__all__ = ["Recorder", "TorchCapture", "capture_torch", "recording", "tap"]
+__all__ = [
+    "SCOPE",
+    "FunctionalCall",
+    "Recorder",
+    "TorchCapture",
+    "capture_torch",
+    "recording",
+    "tap",
+]
 
 _LOCAL = threading.local()
+
+# name-scope prefix of an aligned layer's call: its equations in the whole model's jaxpr carry
+# ``fd:<path>`` in their name stack (how the functional check tells a layer's own code from
+# the code around it)
+SCOPE = "fd:"
 
 
 def _active() -> Recorder | None:
@@ -262,7 +275,8 @@ def record_call(name: str, fn: Callable[..., Any], args: Any, kwargs: Any) -> An
     for j, i in enumerate(float_pos):
         new[i] = rec.input(f"{key_probe}@{j}", leaves[i])
     a, k = jax.tree_util.tree_unflatten(treedef, new)
-    out = fn(*a, **k)
+    with jax.named_scope(SCOPE + name):  # the layer's equations in the model's jaxpr
+        out = fn(*a, **k)
     out_leaves, out_def = jax.tree_util.tree_flatten(out)
     o = next((i for i, v in enumerate(out_leaves) if _is_float_array(v)), None)
     key = rec.key(name)
@@ -300,6 +314,147 @@ class TorchCapture:
     buffers: dict[str, np.ndarray]
     pre_order: list[str]
     post_order: list[str]
+    functional: list[FunctionalCall] = dataclasses.field(default_factory=list)
+
+
+class FunctionalCall(NamedTuple):
+    """One call of a torch functional that carries a porting convention (``F.gelu``, ...).
+
+    Attributes:
+      name: the function's name (``"gelu"``, ``"layer_norm"``, ``"avg_pool2d"``, ...).
+      settings: its convention-relevant arguments, positional ones by name
+        (``{"approximate": "none"}``, ``{"eps": 1e-5}``, ...), defaults filled in.
+      stack: the enclosing torch modules, outermost first (``""`` is the root module).
+      after: the aligned layer (key as in :class:`Recorder`) whose output came last before
+        the call, or None (the model inputs).
+      before: the aligned layer whose input came next after the call, or None (the output).
+      in_shape: shape of the first tensor argument.
+      out_shape: shape of the first tensor result.
+    """
+
+    name: str
+    settings: dict[str, Any]
+    stack: tuple[str, ...]
+    after: str | None
+    before: str | None
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+
+
+# argument names of the recorded functionals, in positional order (after the input(s)); the
+# values are the defaults
+_FUNCTIONALS: dict[str, tuple[int, tuple[tuple[str, Any], ...]]] = {
+    "gelu": (1, (("approximate", "none"),)),
+    "layer_norm": (
+        1,
+        (("normalized_shape", None), ("weight", None), ("bias", None), ("eps", 1e-5)),
+    ),
+    "group_norm": (1, (("num_groups", None), ("weight", None), ("bias", None), ("eps", 1e-5))),
+    **{
+        f"avg_pool{d}d": (
+            1,
+            (
+                ("kernel_size", None),
+                ("stride", None),
+                ("padding", 0),
+                ("ceil_mode", False),
+                ("count_include_pad", True),
+            ),
+        )
+        for d in (1, 2, 3)
+    },
+    **{
+        f"max_pool{d}d": (
+            1,
+            (
+                ("kernel_size", None),
+                ("stride", None),
+                ("padding", 0),
+                ("dilation", 1),
+                ("ceil_mode", False),
+            ),
+        )
+        for d in (1, 2, 3)
+    },
+    "interpolate": (
+        1,
+        (
+            ("size", None),
+            ("scale_factor", None),
+            ("mode", "nearest"),
+            ("align_corners", None),
+            ("recompute_scale_factor", None),
+            ("antialias", False),
+        ),
+    ),
+    "scaled_dot_product_attention": (
+        3,
+        (("attn_mask", None), ("dropout_p", 0.0), ("is_causal", False), ("scale", None)),
+    ),
+    "softmax": (1, (("dim", None),)),
+    "pad": (1, (("pad", None), ("mode", "constant"), ("value", None))),
+}
+
+
+def _plain(torch: Any, v: Any) -> Any:
+    """A setting as plain Python (tensors by their shape only)."""
+    if isinstance(v, torch.Tensor):
+        return f"tensor{tuple(v.shape)}"
+    if isinstance(v, tuple | list):
+        return tuple(_plain(torch, x) for x in v)
+    if isinstance(v, bool | int | float | str) or v is None:
+        return v
+    return repr(v)
+
+
+def _settings(torch: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict:
+    n_in, spec = _FUNCTIONALS[name]
+    out = {}
+    for k, (arg, default) in enumerate(spec):
+        v = args[n_in + k] if n_in + k < len(args) else kwargs.get(arg, default)
+        if arg not in ("weight", "bias"):
+            out[arg] = _plain(torch, v)
+    return out
+
+
+def _functional_mode(
+    torch: Any,
+    calls: list[dict[str, Any]],
+    stack: list[str],
+    pre_order: list[str],
+    post_order: list[str],
+) -> Any:
+    """A ``TorchFunctionMode`` noting every call of :data:`_FUNCTIONALS` (see
+    :class:`FunctionalCall`); anything else passes through untouched."""
+    from torch.overrides import TorchFunctionMode
+
+    class Mode(TorchFunctionMode):
+        def __torch_function__(
+            self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+        ) -> Any:
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            name = getattr(func, "__name__", "")
+            if name in _FUNCTIONALS:
+                try:
+                    first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+                    res = out[0] if isinstance(out, tuple | list) else out
+                    calls.append(
+                        {
+                            "name": name,
+                            "settings": _settings(torch, name, tuple(args), kwargs),
+                            "stack": tuple(stack),
+                            "after": post_order[-1] if post_order else None,
+                            "next": len(pre_order),
+                            "in_shape": () if first is None else tuple(first.shape),
+                            "out_shape": tuple(getattr(res, "shape", ())),
+                        }
+                    )
+                except Exception:  # a call we cannot read is simply not noted
+                    pass
+            return out
+
+    return Mode()
 
 
 def _t2n(t: Any) -> np.ndarray:
@@ -392,14 +547,30 @@ def capture_torch(
         sub = m.get_submodule(name)
         handles.append(sub.register_forward_pre_hook(pre(name), with_kwargs=True))
         handles.append(sub.register_forward_hook(post(name), with_kwargs=True))
+    # the enclosing-module stack and the functional calls made inside it (forward only)
+    stack: list[str] = []
+    calls: list[dict[str, Any]] = []
+
+    def push(name: str) -> Callable[..., None]:
+        return lambda *_: stack.append(name)
+
+    def pop(*_: Any) -> None:
+        if stack:
+            stack.pop()
+
+    for name, sub in m.named_modules():
+        handles.append(sub.register_forward_pre_hook(push(name)))
+        handles.append(sub.register_forward_hook(pop))
     xs = [
         torch.tensor(x, dtype=dtype, requires_grad=True)
         if is_float_dtype(x.dtype)
         else torch.tensor(x)
         for x in inputs
     ]
+    mode = _functional_mode(torch, calls, stack, pre_order, post_order)
     try:
-        out = m(*xs)
+        with mode:
+            out = m(*xs)
         outs = float_tensors(torch, out)
         if loss is not None:
             total = loss(out)
@@ -431,4 +602,16 @@ def capture_torch(
         },
         pre_order=pre_order,
         post_order=post_order,
+        functional=[
+            FunctionalCall(
+                c["name"],
+                c["settings"],
+                c["stack"],
+                c["after"],
+                pre_order[c["next"]] if c["next"] < len(pre_order) else None,
+                c["in_shape"],
+                c["out_shape"],
+            )
+            for c in calls
+        ],
     )

@@ -23,6 +23,7 @@ from funcdiff.parity import _measure as M
 from funcdiff.parity._compare import DEFAULT_TOLERANCES
 from funcdiff.parity._torch import require_torch
 from funcdiff.parity.models import _conventions as C
+from funcdiff.parity.models import _functional as F
 from funcdiff.parity.models._capture import Recorder, capture_torch, recording
 from funcdiff.parity.models._instrument import instrument, jax_modules
 from funcdiff.parity.models._pairing import (
@@ -244,12 +245,10 @@ def compare_model(
 
         with recording(rec):
             try:
-                out_spec = jax.eval_shape(
-                    lambda p, rest, *fl: forward(p, rest, *fl)[0],
-                    prog.params,
-                    prog.rest,
-                    *[jxs[i] for i in fidx],
-                )
+                # the whole model's jaxpr (for the functional check) and its output shapes
+                model_jaxpr, out_spec = jax.make_jaxpr(
+                    lambda p, rest, *fl: forward(p, rest, *fl)[0], return_shape=True
+                )(prog.params, prog.rest, *[jxs[i] for i in fidx])
             except Exception as e:
                 raise ValueError(
                     f"The JAX model ({framework}) raised on the inputs: {type(e).__name__}: {e}"
@@ -375,6 +374,17 @@ def compare_model(
             trace_order=trace_order,
             torch_order=tc.pre_order,
             model_layers=dict(jax_modules(jax_model, framework)) if framework != "function" else {},
+        )
+        findings = F.merge(
+            findings,
+            F.check_functional(
+                tc.functional,
+                pairs,
+                rows,
+                model_jaxpr.jaxpr,
+                framework=framework,
+                torch_module=torch_module,
+            ),
         )
     first = first_divergence(rows, prows, pairs)
     base = (first or "").split("#")[0]

@@ -30,7 +30,14 @@ bias-one-side              a bias in one framework only                      (po
 transposed-weight          a Linear weight loaded without its transpose      (porting mistake)
 layer-order                the JAX model calls aligned layers in another     (porting mistake)
                            order
+resize-antialias           ``F.interpolate`` downsampling, ``jax.image.      resize-antialias
+                           resize`` antialiased the other way (functionals
+                           only, :mod:`._functional`)
 =========================  ================================================  ====================
+
+Calls of torch functionals (``F.gelu``, ``F.layer_norm``, ``F.avg_pool*``, ``F.interpolate``)
+outside aligned leaf modules are checked by :mod:`._functional` against the JAX code around
+the aligned twin, with the same rule names.
 
 Examples:
   >>> from funcdiff.parity.models._conventions import RULES
@@ -63,6 +70,7 @@ RULES = {
     "rnn-gate-order": "rnn-gate-order",
     "attention-mask-polarity": "attention-mask-polarity",
     "lower-precision": "flax-batchnorm-float32-stats",
+    "resize-antialias": "resize-antialias",
     "bias-one-side": "",
     "transposed-weight": "",
     "layer-order": "",
