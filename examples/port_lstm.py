@@ -35,15 +35,16 @@ equinox float32: agrees True, 4 layers, 10 parameters
   max abs error: outputs 4e-08, activation grads 6e-08, param grads 5e-07
 planted bug, bias_ih dropped: agrees False
   first divergence: lstm
-  rule:  rnn-input-bias
-  torch: bias_ih and bias_hh (two biases)
-  JAX:   input Linears without bias; one bias per gate on the hidden side
-  fix:   set the hidden bias to bias_ih + bias_hh
+  lstm: rnn-input-bias
+    torch: bias_ih and bias_hh (two biases)
+    JAX:   input Linears without bias; one bias per gate on the hidden side
+    fix:   set the hidden bias to bias_ih + bias_hh
 """
 
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 import equinox as eqx
 import jax
@@ -200,27 +201,12 @@ def compare(framework: str, dtype: str, *, fold_input_bias: bool = True):
     return mapping, compare_model(jax_model, torch_model, make_input(dtype=dtype))
 
 
-def summary(result) -> str:
-    """One line: the verdict, then the largest absolute errors by kind of row."""
-
-    def worst(rows) -> str:
-        errs = [r.max_abs_error for r in rows if r is not None]
-        return f"{max(errs):.0e}" if errs else "-"
-
-    fwd = worst(layer.forward for layer in result.layers)
-    act = worst(layer.grad for layer in result.layers)
-    grads = worst(p.row for p in result.params)
-    head = f"agrees {result.ok}, {len(result.layers)} layers, {len(result.params)} parameters"
-    return f"{head}\n  max abs error: outputs {fwd}, activation grads {act}, param grads {grads}"
-
-
 def print_bug(label: str, bad) -> None:
     """The verdict on a planted bug, and the convention check's first finding."""
     print(f"planted bug, {label}: agrees {bad.ok}")
     print(f"  first divergence: {bad.first_divergence}")
     for f in bad.diagnosis[:1]:
-        print(f"  rule:  {f.rule}\n  torch: {f.torch_setting}\n  JAX:   {f.jax_setting}")
-        print(f"  fix:   {f.fix}")
+        print(textwrap.indent(str(f), "  "))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -239,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(str(mapping).splitlines()[0])
                 if args.tree and framework == "nnx":
                     print(result)
-            print(f"{framework:<7} {dtype}: {summary(result)}")
+            print(f"{framework:<7} {dtype}: {result.summary()}")
     print_bug("bias_ih dropped", compare("nnx", "float64", fold_input_bias=False)[1])
 
 

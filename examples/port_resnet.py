@@ -35,15 +35,16 @@ float32 train: agrees True, 58 layers, 102 parameters
   max abs error: outputs 6e-05, activation grads 1e-05, param grads 1e-04, running stats 1e-06
 planted bug, padding='SAME' in layer2.0.conv1: agrees False
   first divergence: layer2.0.conv1
-  rule:  strided-same-padding
-  torch: padding=(1, 1) (symmetric), stride=(2, 2)
-  JAX:   padding='SAME' (asymmetric when strided)
-  fix:   padding=((1, 1), (1, 1))
+  layer2.0.conv1: strided-same-padding
+    torch: padding=(1, 1) (symmetric), stride=(2, 2)
+    JAX:   padding='SAME' (asymmetric when strided)
+    fix:   padding=((1, 1), (1, 1))
 """
 
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -255,29 +256,12 @@ def compare(dtype: str, train: bool, batch: int, size: int, *, isolate: bool = F
     return mapping, result
 
 
-def summary(result) -> str:
-    """One line: the verdict, then the largest absolute errors by kind of row."""
-
-    def worst(rows) -> str:
-        errs = [r.max_abs_error for r in rows if r is not None]
-        return f"{max(errs):.0e}" if errs else "-"
-
-    fwd = worst(layer.forward for layer in result.layers)
-    act = worst(layer.grad for layer in result.layers)
-    grads = worst(p.row for p in result.params if p.quantity == "grad")
-    stats = worst(p.row for p in result.params if p.quantity != "grad")
-    head = f"agrees {result.ok}, {len(result.layers)} layers, {len(result.params)} parameters"
-    tail = f"max abs error: outputs {fwd}, activation grads {act}, param grads {grads}"
-    return f"{head}\n  {tail}" + (f", running stats {stats}" if stats != "-" else "")
-
-
 def print_bug(label: str, bad) -> None:
     """The verdict on a planted bug, and the convention check's first finding."""
     print(f"planted bug, {label}: agrees {bad.ok}")
     print(f"  first divergence: {bad.first_divergence}")
     for f in bad.diagnosis[:1]:
-        print(f"  rule:  {f.rule}\n  torch: {f.torch_setting}\n  JAX:   {f.jax_setting}")
-        print(f"  fix:   {f.fix}")
+        print(textwrap.indent(str(f), "  "))
 
 
 def planted_bug(batch: int, size: int):
@@ -305,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
             mapping, result = compare(dtype, train, args.batch, args.size, isolate=args.isolate)
             if dtype == dtypes[0] and not train:
                 print(str(mapping).splitlines()[0], f"({len(mapping.dropped)} dropped)")
-            print(f"{dtype} {'train' if train else 'eval '}: {summary(result)}")
+            print(f"{dtype} {'train' if train else 'eval '}: {result.summary()}")
             if args.tree and dtype == "float32" and not train:
                 print(result)
     bad = planted_bug(args.batch, args.size)

@@ -33,16 +33,17 @@ norm_first=True  float32: agrees True, 14 layers, 24 parameters
   max abs error: outputs 7e-07, activation grads 5e-07, param grads 3e-06
 planted bug, torch's mask passed as flax's: agrees False
   first divergence: layers.0.self_attn
-  rule:  attention-mask-polarity
-  torch: boolean masks: True = masked out
-  JAX:   flax/jax boolean masks: True = attend
-  fix:   pass ~mask to the JAX attention
+  layers.0.self_attn: attention-mask-polarity
+    torch: boolean masks: True = masked out
+    JAX:   flax/jax boolean masks: True = attend
+    fix:   pass ~mask to the JAX attention
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -185,27 +186,12 @@ def compare(norm_first: bool, dtype: str, *, convert_mask: bool = True):
     return mapping, compare_model(jax_model, torch_model, x, pad)
 
 
-def summary(result) -> str:
-    """One line: the verdict, then the largest absolute errors by kind of row."""
-
-    def worst(rows) -> str:
-        errs = [r.max_abs_error for r in rows if r is not None]
-        return f"{max(errs):.0e}" if errs else "-"
-
-    fwd = worst(layer.forward for layer in result.layers)
-    act = worst(layer.grad for layer in result.layers)
-    grads = worst(p.row for p in result.params)
-    head = f"agrees {result.ok}, {len(result.layers)} layers, {len(result.params)} parameters"
-    return f"{head}\n  max abs error: outputs {fwd}, activation grads {act}, param grads {grads}"
-
-
 def print_bug(label: str, bad) -> None:
     """The verdict on a planted bug, and the convention check's first finding."""
     print(f"planted bug, {label}: agrees {bad.ok}")
     print(f"  first divergence: {bad.first_divergence}")
     for f in bad.diagnosis[:1]:
-        print(f"  rule:  {f.rule}\n  torch: {f.torch_setting}\n  JAX:   {f.jax_setting}")
-        print(f"  fix:   {f.fix}")
+        print(textwrap.indent(str(f), "  "))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -224,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(str(mapping).splitlines()[0])
                 if args.tree:
                     print(result)
-            print(f"norm_first={norm_first!s:<5} {dtype}: {summary(result)}")
+            print(f"norm_first={norm_first!s:<5} {dtype}: {result.summary()}")
     print_bug("torch's mask passed as flax's", compare(False, "float64", convert_mask=False)[1])
 
 

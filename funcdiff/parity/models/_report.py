@@ -160,6 +160,13 @@ class Finding(NamedTuple):
     def to_dict(self) -> dict[str, Any]:
         return dict(self._asdict())
 
+    def __str__(self) -> str:
+        entry = f" (registry: {self.entry})" if self.entry not in ("", self.rule) else ""
+        return (
+            f"{self.layer}: {self.rule}{entry}\n  torch: {self.torch_setting}\n"
+            f"  JAX:   {self.jax_setting}\n  fix:   {self.fix}"
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelParityResult:
@@ -203,6 +210,22 @@ class ModelParityResult:
         """Every failing layer and parameter row."""
         rows: list[LayerRow | ParamRow] = [*self.layers, *self.params]
         return tuple(r for r in rows if not r.passed)
+
+    def summary(self) -> str:
+        """Two lines: the verdict and sizes, then the largest absolute error per kind of row
+        (layer outputs, activation gradients, parameter gradients; ``-`` where none)."""
+
+        def worst(rows: Any) -> str:
+            errs = [r.max_abs_error for r in rows if r is not None]
+            return f"{max(errs):.0e}" if errs else "-"
+
+        fwd = worst(r.forward for r in self.layers)
+        act = worst(r.grad for r in self.layers)
+        grads = worst(p.row for p in self.params)
+        return (
+            f"agrees {self.ok}, {len(self.layers)} layers, {len(self.params)} parameters\n"
+            f"  max abs error: outputs {fwd}, activation grads {act}, param grads {grads}"
+        )
 
     def _tree(self) -> str:
         by_name = {r.torch_name: r for r in self.layers}
