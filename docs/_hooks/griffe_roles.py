@@ -1,4 +1,4 @@
-"""Griffe extension: Sphinx roles in funcdiff's docstrings become Markdown for mkdocstrings.
+"""Griffe extension: Sphinx roles and maths in docstrings become Markdown for mkdocstrings.
 
 The docstrings are written for both ``help()`` and the site, so they use ``:func:`fit```,
 ``:class:`~funcdiff.FitResult``` and friends. Here a role naming a public name (one in the
@@ -15,6 +15,11 @@ from typing import Any
 import griffe
 
 MODULES = ("funcdiff", "funcdiff.regression", "funcdiff.parity", "funcdiff.seed")
+# ``.. math::`` blocks and ``:math:`` roles become arithmatex ($$ ... $$ and $ ... $).
+_MATH_BLOCK = re.compile(
+    r"^([ \t]*)\.\. math::[ \t]*\n(?:[ \t]*\n)?((?:\1[ \t]+\S.*\n|[ \t]*\n)+)", re.M
+)
+_MATH_ROLE = re.compile(r":math:`([^`]+)`")
 _ROLE = re.compile(r":(?:py:)?(?:func|class|meth|attr|mod|data|exc|obj|const):`~?\.?([^`<>]+)`")
 
 
@@ -58,4 +63,11 @@ class SphinxRoles(griffe.Extension):
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None and ":" in obj.docstring.value:
-            obj.docstring.value = _ROLE.sub(self._sub, obj.docstring.value)
+            text = _MATH_BLOCK.sub(_display_math, obj.docstring.value)
+            text = _MATH_ROLE.sub(lambda m: f"${m.group(1)}$", text)
+            obj.docstring.value = _ROLE.sub(self._sub, text)
+
+
+def _display_math(m: re.Match[str]) -> str:
+    body = "\n".join(line.strip() for line in m.group(2).strip("\n").split("\n"))
+    return f"\n$$\n{body}\n$$\n\n"  # blank lines around: an arithmatex block

@@ -252,8 +252,10 @@ def _autolink(markdown: str) -> str:
     linked: set[str] = set()
 
     def link(m: re.Match[str]) -> str:
-        ident = _NAMES.get(m.group("name"))
-        if ident is None or ident in linked:
+        name = m.group("name")
+        ident = _NAMES.get(name)
+        # `f` and `g` are the seed's functions, but a bare one-letter name is usually maths
+        if ident is None or ident in linked or ("." not in name and len(name) < 3):
             return m.group(0)
         linked.add(ident)
         return f"[{m.group(0)}][{ident}]"
