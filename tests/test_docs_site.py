@@ -299,7 +299,7 @@ def test_generated_tables_match_the_code(site):
     from funcdiff.parity import catalog, divergences
 
     text = html.unescape(_page(site, "reference/divergences"))
-    names = re.findall(r'<span id="([^"]+)"></span>', text)
+    names = re.findall(r'<h2 id="([^"]+)">', text)
     assert names == [d.name for d in divergences()]
     text = html.unescape(_page(site, "reference/catalog"))
     rows = re.findall(r"<tr>\s*<td><code>([^<]+)</code></td>", text)

@@ -51,42 +51,72 @@ def catalog_table() -> str:
     from funcdiff.parity import catalog
 
     cases = catalog()
-    lines = [
-        f"{len(cases)} cases, generated from `funcdiff.parity.catalog()` when this site was "
-        "built.\n",
-        "| case | group | JAX function | PyTorch function | divergence | rtol | atol | tags |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    groups: dict[str, list] = {}
     for c in cases:
-        div = "-" if c.divergence is None else f"[{c.divergence}](divergences.md#{c.divergence})"
-        cells = (
-            f"`{c.name}`",
-            c.group,
-            f"`{_fn_name(c.jax_fn)}`",
-            f"`{_fn_name(c.torch_fn)}`",
-            div,
-            "default" if c.rtol is None else f"{c.rtol:g}",
-            "default" if c.atol is None else f"{c.atol:g}",
-            ", ".join(c.tags) or "-",
-        )
-        lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
+        groups.setdefault(c.group, []).append(c)
+    lines = [
+        f"{len(cases)} cases in {len(groups)} groups, generated from `funcdiff.parity.catalog()` "
+        "when this site was built.",
+    ]
+    for group, members in groups.items():
+        lines += [
+            f"\n## {group}\n",
+            "| case | JAX function | PyTorch function | divergence | rtol / atol | tags |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in members:
+            d = c.divergence
+            div = "-" if d is None else f"[{d}](divergences.md#{d})"
+            tol = "default"
+            if c.rtol is not None or c.atol is not None:
+                tol = " / ".join("default" if t is None else f"{t:g}" for t in (c.rtol, c.atol))
+            cells = (
+                f"`{c.name}`",
+                f"`{_fn_name(c.jax_fn)}`",
+                f"`{_fn_name(c.torch_fn)}`",
+                div,
+                tol,
+                ", ".join(c.tags) or "-",
+            )
+            lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
     return "\n".join(lines)
 
 
 def registry_page_table() -> str:
-    """The registry table with an anchor on each row, so the catalog can link to entries."""
+    """One section per registry entry: a heading to link to, its facts, its source."""
+    from funcdiff import parity
     from funcdiff.parity import divergences
+    from funcdiff.parity._divergences import _fmt_values, _match_name
 
-    names = {d.name for d in divergences()}
-    out = []
-    for line in registry_table().splitlines():
-        first = line.split("|")[1].strip() if line.startswith("| ") else ""
-        if first in names:
-            line = line.replace(f"| {first} |", f'| <span id="{first}"></span>`{first}` |', 1)
-        out.append(line)
-    return f"{len(names)} entries, generated from `funcdiff.parity.divergences()`.\n\n" + "\n".join(
-        out
-    )
+    entries = divergences()
+    lines = [f"{len(entries)} entries, generated from `funcdiff.parity.divergences()`."]
+    for d in entries:
+        variant = "-" if d.match_torch is None else f"`{_match_name(d)}`"
+        fn = getattr(d.match_torch, "__name__", "")
+        if d.match_torch is not None and fn in parity.__all__:
+            variant = f"[{variant}][funcdiff.parity.{fn}]"
+        cases = ", ".join(f"[`{c}`](catalog.md)" for c in d.cases) or "-"
+        lines += [
+            f"\n## {d.name}\n",
+            "| op | where | quantity | JAX | PyTorch | match-torch variant |",
+            "|---|---|---|---|---|---|",
+            "| "
+            + " | ".join(
+                x.replace("|", "\\|")
+                for x in (
+                    f"`{d.op}`",
+                    d.point,
+                    d.quantity,
+                    _fmt_values(d.jax_value),
+                    _fmt_values(d.torch_value),
+                    variant,
+                )
+            )
+            + " |",
+            f"\n**Source:** {d.source}" + (f"\n\n{d.note}" if d.note else ""),
+            f"\n**Catalog cases:** {cases}",
+        ]
+    return "\n".join(lines)
 
 
 def _fn_name(fn: object) -> str:
