@@ -26,6 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 MARKER = "<!-- docs-test: run -->"
+OPTIONAL = ("torch", "flax", "equinox")
 HAS_MKDOCS = all(
     importlib.util.find_spec(m) is not None for m in ("mkdocs", "material", "mkdocstrings_handlers")
 )
@@ -80,8 +81,13 @@ def run_page(path: Path) -> int:
     blocks = runnable_blocks(path.read_text(encoding="utf-8"))
     for line, code, expected in blocks:
         buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            exec(compile(code, f"{path}:{line}", "exec"), namespace)
+        try:
+            with contextlib.redirect_stdout(buf):
+                exec(compile(code, f"{path}:{line}", "exec"), namespace)
+        except ModuleNotFoundError as e:
+            if e.name in OPTIONAL:  # an extra that is not installed: say which
+                pytest.skip(f"{path.name}:{line} needs {e.name}: pip install 'funcdiff[{e.name}]'")
+            raise
         if expected is not None:
             got = "\n".join(s.rstrip() for s in buf.getvalue().rstrip("\n").split("\n"))
             want = "\n".join(s.rstrip() for s in expected.rstrip("\n").split("\n"))
