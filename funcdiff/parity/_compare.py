@@ -39,6 +39,7 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
     "float16": (1e-2, 1e-3),
     "bfloat16": (5e-2, 1e-2),
 }
+"""The ``(rtol, atol)`` :func:`compare` uses per dtype when none is given."""
 
 
 class ParityRow(NamedTuple):

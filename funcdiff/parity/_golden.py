@@ -22,6 +22,7 @@ from funcdiff.parity._measure import Measurement, Prepared
 __all__ = ["FORMAT", "GOLDEN_PATH", "GoldenError", "GoldenFile", "inputs_digest"]
 
 GOLDEN_PATH = Path(__file__).resolve().parent / "data" / "golden.json"
+"""Where the checked-in golden references live (``funcdiff/parity/data/golden.json``)."""
 FORMAT = 1
 
 

@@ -68,7 +68,8 @@ def bootstrap(key: Any, x: Any, y: Any, n_resamples: int, **fit_kwargs: Any) -> 
     Args:
       key: a PRNG key (``jax.random.key(0)``); it draws the resamples and, with
         ``batch_size``, their minibatch shuffles.
-      x, y: the data, as :func:`funcdiff.regression.fit`.
+      x: the inputs, as :func:`funcdiff.regression.fit`.
+      y: the targets, as :func:`funcdiff.regression.fit`.
       n_resamples: number of resamples, >= 1.
       **fit_kwargs: ``optimizer``, ``epochs``, ``params``, ``loss``, ``batch_size``,
         ``log_every``, ``throw``, ``method`` as in :func:`funcdiff.regression.fit` (``mesh`` and

@@ -296,8 +296,10 @@ def compare_training(
         None).
       train: train mode (batch statistics, running statistics updated) or eval mode.
       teacher_forcing: reset the JAX side to torch's state before every step (see above).
-      rtol, atol: base tolerances (default per dtype: float64 ``(1e-9, 1e-12)``, float32
-        ``(1e-4, 1e-5)``), multiplied by :func:`envelope` at each step.
+      rtol: base relative tolerance (default per dtype: float64 ``1e-9``, float32 ``1e-4``),
+        multiplied by :func:`envelope` at each step.
+      atol: base absolute tolerance (default per dtype: float64 ``1e-12``, float32 ``1e-5``),
+        multiplied by :func:`envelope` at each step.
 
     Returns:
       A :class:`TrainingParityResult`.
