@@ -224,7 +224,9 @@ def enable_persistent_cache(
     env = os.environ if environ is None else environ
     if env.get(NO_CACHE_ENV, "").strip() not in ("", "0"):
         return None
-    if env.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
+    if env.get("JAX_COMPILATION_CACHE_DIR") or getattr(
+        jax.config, "jax_compilation_cache_dir", None
+    ):
         return None
     path = default_cache_dir(env)
     try:
