@@ -73,7 +73,7 @@ def _env(device: str, xdg: str, cache: bool, library_cache: str | None) -> dict[
         env["JAX_PLATFORMS"] = "cpu"
     if not cache:
         env["FUNCDIFF_NO_CACHE"] = "1"
-    elif library_cache is not None:  # the conftest.py recipe of docs/latency.md, by env
+    elif library_cache is not None:  # the conftest.py recipe of docs/benchmarks.md, by env
         env["JAX_COMPILATION_CACHE_DIR"] = library_cache
         env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     return env
