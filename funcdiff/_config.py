@@ -18,17 +18,23 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import jax
 import numpy as np
 
 __all__ = [
+    "CACHE_MAX_BYTES",
+    "NO_CACHE_ENV",
     "ONE_SHOT_COMPILER_OPTIONS",
     "QUICK_RUN_COMPILER_OPTIONS",
     "DeviceNotFoundError",
     "OneShotJit",
+    "default_cache_dir",
+    "enable_persistent_cache",
     "one_shot_jit",
     "resolve_device",
     "scoped",
@@ -171,3 +177,63 @@ def one_shot_jit(*, quick_run: bool = False, **jit_kwargs: Any) -> Any:
     for programs whose run is tiny next to their compile)."""
     options = QUICK_RUN_COMPILER_OPTIONS if quick_run else ONE_SHOT_COMPILER_OPTIONS
     return lambda fn: OneShotJit(fn, options, **jit_kwargs)
+
+
+# ---- the CLI's persistent compilation cache -------------------------------------------------
+
+NO_CACHE_ENV = "FUNCDIFF_NO_CACHE"
+"""Set to anything but ``""``/``0`` to keep the CLI off the persistent compilation cache."""
+
+CACHE_MAX_BYTES = 256 * 2**20
+"""Size bound of funcdiff's cache directory: JAX evicts the least recently used entries."""
+
+
+def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME/funcdiff/jax``, or ``~/.cache/funcdiff/jax`` (the XDG default)."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CACHE_HOME") or ""
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    return root / "funcdiff" / "jax"
+
+
+def enable_persistent_cache(
+    *, max_bytes: int = CACHE_MAX_BYTES, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """Points JAX's persistent compilation cache at funcdiff's per-user directory.
+
+    What the CLI calls before a command runs, so that a second ``funcdiff demo`` or
+    ``funcdiff check`` loads its XLA executables instead of compiling them. Every program is
+    cached (no minimum compile time), the directory is bounded by ``max_bytes`` (least
+    recently used entries go first). Nothing changes when the user turned it off
+    (``FUNCDIFF_NO_CACHE=1``) or configured a cache for JAX already
+    (``jax_compilation_cache_dir`` set, or ``JAX_COMPILATION_CACHE_DIR`` in the environment):
+    theirs is used as they set it. Library calls never call this: they follow JAX's own
+    configuration.
+
+    Args:
+      max_bytes: the size bound of the cache directory (bytes, > 0).
+      environ: the environment to read (default ``os.environ``).
+
+    Returns:
+      The directory now used, or None when funcdiff left JAX's configuration alone.
+
+    Examples:
+      >>> enable_persistent_cache(environ={"FUNCDIFF_NO_CACHE": "1"}) is None
+      True
+    """
+    env = os.environ if environ is None else environ
+    if env.get(NO_CACHE_ENV, "").strip() not in ("", "0"):
+        return None
+    if env.get("JAX_COMPILATION_CACHE_DIR") or getattr(
+        jax.config, "jax_compilation_cache_dir", None
+    ):
+        return None
+    path = default_cache_dir(env)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home: run without the cache rather than fail
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_compilation_cache_max_size", int(max_bytes))
+    return path

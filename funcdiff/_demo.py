@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from funcdiff import seed
-from funcdiff._config import resolve_device, scoped
+from funcdiff._config import one_shot_jit, resolve_device, scoped
 from funcdiff._report import table
 from funcdiff._validation import check_int, check_positive_float
 
@@ -149,6 +149,20 @@ def _pair(a: jax.Array) -> tuple[float, float]:
     return float(v[0]), float(v[1])
 
 
+@one_shot_jit(quick_run=True, static_argnums=(1, 2))
+def _sections(x: jax.Array, seed_value: int, n: int) -> tuple[Any, ...]:
+    """Everything of the demo but the fit, traced and compiled as one program."""
+    from funcdiff import regression
+
+    gradient = jax.grad(seed.composite)(x)
+    manual = seed.manual_grad(x)
+    k_data, k_init = jax.random.split(jax.random.key(seed_value))
+    xs, ys = seed.regression_data(k_data, n)
+    b_init = jax.random.normal(k_init, (2,), dtype=xs.dtype)
+    params = {"intercept": b_init[0], "coef": b_init[1]}
+    return gradient, manual, xs, ys, params, regression.ols(xs, ys)
+
+
 def run_demo(
     *,
     seed_value: int = 0,
@@ -182,20 +196,17 @@ def run_demo(
     lr = check_positive_float("lr", lr)
     dev = resolve_device(device)
     with scoped(x64=x64, device=dev):
-        x = jnp.asarray(seed.POINT)
-        gradient = jax.jit(jax.grad(seed.composite))(x)
-        manual = jax.jit(seed.manual_grad)(x)
+        dtype = jnp.result_type(float)
+        x = jax.device_put(np.asarray(seed.POINT, dtype=dtype))
+        # sections 1-3 and the regression's data, initial parameters and closed form: one
+        # program (then the fit is the other), instead of one per section and per eager op
+        gradient, manual, xs, ys, params, ols = _sections(x, seed_value, n)
+        # fd_grad checks its point concretely: it runs outside (one program per scheme)
         forward = fd_grad(seed.composite, x, scheme="forward", step=FD_STEP)
         central = fd_grad(seed.composite, x, scheme="central", step=FD_STEP)
-
-        k_data, k_init = jax.random.split(jax.random.key(seed_value))
-        xs, ys = seed.regression_data(k_data, n)
-        b_init = jax.random.normal(k_init, (2,), dtype=xs.dtype)
-        params = {"intercept": b_init[0], "coef": b_init[1]}
         fit = regression.fit(
             xs, ys, optimizer=optax.sgd(lr), epochs=epochs, params=params, log_every=_LOG_EVERY
         )
-        ols = regression.ols(xs, ys)
         log_epochs = np.asarray(fit.log.epoch)
         log_loss = np.asarray(fit.log.loss, dtype=np.float64)
         log_g0 = np.asarray(fit.log.grad["intercept"], dtype=np.float64)

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import pytest
+
+# The CLI turns on JAX's persistent compilation cache in the user's cache directory; the tests
+# call the CLI in this process and in subprocesses, and must neither write there nor change
+# JAX's config for the tests after them (tests/test_cli_cache.py turns it on where it tests it).
+os.environ.setdefault("FUNCDIFF_NO_CACHE", "1")
 
 
 def _global_config() -> tuple[object, ...]:

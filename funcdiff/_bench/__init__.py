@@ -1,9 +1,9 @@
 """The benchmark suite behind ``funcdiff bench``: harness and cases ship inside the package
 (so ``pip install .`` runs them); ``benchmarks/`` in the repository holds results and docs.
 
-Cases: ``seed-grad``, ``regression``, ``gradcheck``, ``bootstrap``, ``parity``, ``port``. Only
-this package and ``funcdiff.parity`` import torch (and flax, for ``port``), lazily; without it
-the torch rows are skipped with a note.
+Cases: ``seed-grad``, ``regression``, ``gradcheck``, ``bootstrap``, ``parity``, ``port``,
+``startup``. Only this package and ``funcdiff.parity`` import torch (and flax, for ``port``),
+lazily; without it the torch rows are skipped with a note.
 """
 
 from __future__ import annotations

@@ -26,6 +26,11 @@ whose it was:
   unwritable ``--out``, a ``--case`` that matches nothing. argparse's own errors exit 2
   through ``SystemExit``; everything else is returned by :func:`main`.
 * 130: interrupted (Ctrl-C).
+
+Compilation cache: every command but ``bench`` (which times compilation) runs with JAX's
+persistent compilation cache in ``$XDG_CACHE_HOME/funcdiff/jax`` (``~/.cache/funcdiff/jax``),
+unless ``--no-cache`` is given, ``FUNCDIFF_NO_CACHE=1`` is set, or the user configured a cache
+for JAX (``JAX_COMPILATION_CACHE_DIR``); see :func:`funcdiff._config.enable_persistent_cache`.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from funcdiff._cli._common import EXIT_FAILED, EXIT_INTERRUPTED, CLIError, Parse
 __all__ = ["main"]
 
 _COMMANDS = (demo, check, parity, port, regress, bench)
+_UNCACHED = ("bench",)  # the benchmark times compilation: a cache would hide it
 TRACEBACK_ENV = "FUNCDIFF_TRACEBACK"
 
 
@@ -56,6 +62,14 @@ def build_parser() -> Parser:
     sub.required = True
     for module in _COMMANDS:
         module.register(sub)
+    for name, command in sub.choices.items():
+        if name not in _UNCACHED:
+            command.add_argument(
+                "--no-cache",
+                action="store_true",
+                help="do not use funcdiff's persistent compilation cache (also: "
+                "FUNCDIFF_NO_CACHE=1)",
+            )
     return parser
 
 
@@ -80,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command not in _UNCACHED and not args.no_cache:
+        from funcdiff._config import enable_persistent_cache
+
+        enable_persistent_cache()
     with warnings.catch_warnings(record=True) as caught:
         try:
             code = int(args.func(args))

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from funcdiff._config import ONE_SHOT_COMPILER_OPTIONS, QUICK_RUN_COMPILER_OPTIONS, OneShotJit
 from funcdiff._validation import UserFunctionError, is_float_dtype, is_prng_key
 from funcdiff.parity._convert import _numpy_to_tensor, _tensor_to_numpy, to_numpy_tree
 from funcdiff.parity._torch import require_torch
@@ -235,8 +236,22 @@ def jax_args(prep: Prepared) -> list[Any]:
                     "float64 (JAX's x64 mode stays off); pass float64 arguments or smaller ints."
                 )
             a = narrow
-        out.append(jnp.asarray(a))
+        out.append(jax.device_put(a))  # a transfer; jnp.asarray compiles a copy per shape
     return out
+
+
+#: Inputs up to this many float elements (all arguments together) compile with LLVM at -O0
+#: as well (:data:`funcdiff._config.QUICK_RUN_COMPILER_OPTIONS`): the program of one parity
+#: check runs once, and for small inputs its run is tiny next to its compile.
+QUICK_RUN_MAX_ELEMENTS = 4096
+
+
+def _compiler_options(prep: Prepared) -> dict[str, Any] | None:
+    """The CPU one-shot XLA options for the program of one check (see :mod:`funcdiff._config`)."""
+    size = sum(prep.leaves[i].size for i in prep.float_idx)
+    return (
+        QUICK_RUN_COMPILER_OPTIONS if size <= QUICK_RUN_MAX_ELEMENTS else ONE_SHOT_COMPILER_OPTIONS
+    )
 
 
 def measure_jax(
@@ -251,28 +266,33 @@ def measure_jax(
     """Runs ``fn``, its VJP along ``cots``, its JVP along the tangents and (scalar) its HVP."""
     call = _jax_caller(fn, prep, jargs)
     floats = [jargs[i] for i in prep.float_idx]
-    tans = [jnp.asarray(t) for t in prep.tangents]
+    tans = [jax.device_put(t) for t in prep.tangents]
     derivs = bool(floats) and cots is not None
 
     def core(floats: list[Any], cots: list[Any], tans: list[Any]) -> Any:
-        out = call(*floats)
         if not derivs:
-            return out, None, None, None
-        fout = lambda *f: _float_leaves(call(*f))
-        _, vjp_fn = jax.vjp(fout, *floats)
-        grads = vjp_fn([jnp.asarray(c) for c in cots])
-        _, jv = jax.jvp(fout, tuple(floats), tuple(tans))
+            return call(*floats), None, None, None
+
+        def with_out(*f: Any) -> tuple[list[Any], Any]:
+            out = call(*f)
+            return _float_leaves(out), out
+
+        # one trace of the function for its output, its linearisation (the JVP) and the
+        # transpose of that (the VJP); custom_jvp rules apply as in jax.jvp and jax.vjp
+        _, f_jvp, out = jax.linearize(with_out, *floats, has_aux=True)
+        jv = f_jvp(*tans)
+        grads = jax.linear_transpose(f_jvp, *floats)(list(cots))
         hv = None
-        if scalar:
-            gfn = jax.grad(lambda *f: fout(*f)[0], argnums=tuple(range(len(floats))))
+        if scalar:  # forward over reverse
+            gfn = jax.grad(lambda *f: with_out(*f)[0][0], argnums=tuple(range(len(floats))))
             _, hv = jax.jvp(gfn, tuple(floats), tuple(tans))
         return out, grads, jv, hv
 
-    cot_arrays = [jnp.asarray(c) for c in cots] if cots is not None else []
+    cot_arrays = [jax.device_put(c) for c in cots] if cots is not None else []
     result = None
     if jit:
         try:
-            result = jax.jit(core)(floats, cot_arrays, tans)
+            result = OneShotJit(core, _compiler_options(prep))(floats, cot_arrays, tans)
         except Exception as e:
             if not _cannot_trace(e):
                 raise
