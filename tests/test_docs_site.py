@@ -201,7 +201,6 @@ WITHOUT_EXAMPLES = frozenset(
         "funcdiff.parity.Finding",
         "funcdiff.parity.LayerRow",
         "funcdiff.parity.ModelParityResult",
-        "funcdiff.parity.OptimizerParityResult",
         "funcdiff.parity.ParamRow",
         "funcdiff.parity.ParityResult",
         "funcdiff.parity.ParityRow",
@@ -209,7 +208,6 @@ WITHOUT_EXAMPLES = frozenset(
         "funcdiff.parity.TrainingStep",
         "funcdiff.parity.WeightMapping",
         "funcdiff.parity.WeightRow",
-        "funcdiff.parity.compare_optimizers",
         "funcdiff.parity.regenerate_golden",
         "funcdiff.parity.run_catalog",
     }
