@@ -42,12 +42,12 @@ class DivergenceError(FloatingPointError, ValueError):
     """The loss became NaN or inf during :func:`fit` (raised when ``throw=True``).
 
     Examples:
-      >>> import jax, optax
+      >>> import jax
       >>> from funcdiff import seed
       >>> from funcdiff.regression import DivergenceError, fit
       >>> x, y = seed.regression_data(jax.random.key(0), 100)
-      >>> try:
-      ...     fit(x, y, optimizer=optax.sgd(10.0), epochs=50)
+      >>> try:  # inputs 10x larger: sgd(0.1), the default, steps too far
+      ...     fit(10 * x, y, epochs=500)
       ... except DivergenceError as e:
       ...     print(e)
       The loss diverged (became NaN or inf) at epoch 13. Try a smaller learning rate, ...
