@@ -47,11 +47,27 @@ _PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float
 
 
 class DeviceNotFoundError(RuntimeError):
-    """A device platform was asked for that this machine does not have."""
+    """A device platform was asked for that this machine does not have.
+
+    Examples:
+      >>> from funcdiff import DeviceNotFoundError, resolve_device
+      >>> try:
+      ...     resolve_device("tpu")
+      ... except DeviceNotFoundError as e:
+      ...     print(type(e).__name__, "-", str(e).split(";")[0])
+      DeviceNotFoundError - No tpu device found
+    """
 
 
 def x64_enabled() -> bool:
-    """Whether JAX currently creates 64-bit arrays by default."""
+    """Whether JAX currently creates 64-bit arrays by default.
+
+    Examples:
+      >>> from funcdiff import scoped, x64_enabled
+      >>> with scoped(x64=True):
+      ...     print(x64_enabled())
+      True
+    """
     return bool(jax.config.read("jax_enable_x64"))
 
 
@@ -64,6 +80,11 @@ def resolve_device(platform: str | None) -> jax.Device:
     Raises:
       ValueError: ``platform`` is not one of cpu, gpu, tpu.
       DeviceNotFoundError: no device of that platform exists; the message lists those that do.
+
+    Examples:
+      >>> from funcdiff import resolve_device
+      >>> resolve_device("cpu").platform
+      'cpu'
     """
     if platform is None:
         return jax.devices()[0]
@@ -101,6 +122,15 @@ def scoped(
         ``device`` not a string, ``jax.Device`` or None.
       ValueError: unknown ``matmul_precision``; and as :func:`resolve_device`.
       DeviceNotFoundError: as :func:`resolve_device`.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from funcdiff import scoped
+      >>> with scoped(x64=True, matmul_precision="highest", device="cpu"):
+      ...     print(jnp.ones(2).dtype, jax.config.jax_default_matmul_precision)
+      float64 highest
+      >>> print(jnp.ones(2).dtype, jax.config.jax_default_matmul_precision)
+      float32 None
     """
     if x64 is not None and not isinstance(x64, bool | np.bool_):
         raise TypeError(f"Expected `x64` to be True, False or None, got {x64!r}.")

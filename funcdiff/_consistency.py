@@ -39,6 +39,18 @@ class ConsistencyResult:
       rows: ``(quantity, pair, max_abs_diff, max_rel_diff, ok)`` per comparison.
       rtol: the relative tolerance used.
       message: why the check failed beyond the table (non-finite values), or ``""``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from funcdiff import check_consistency, seed
+      >>> result = check_consistency(seed.composite, jnp.array([0.5, 0.75]))
+      >>> result.ok, [(quantity, pair) for quantity, pair, *_ in result.rows][:2]
+      (True, [('value', 'eager vs jit'), ('value', 'eager vs vmap')])
+      >>> result.to_dict()["rows"][0]["ok"]
+      True
+      >>> bad = check_consistency(jnp.log, jnp.array([-1.0, 1.0]))  # NaN at -1 never passes
+      >>> bad.ok, bad.message.split(":")[0]
+      (False, 'FAILED')
     """
 
     ok: bool

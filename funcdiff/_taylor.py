@@ -49,6 +49,19 @@ class TaylorResult:
       usable: which steps were above the round-off floor and used in the fit.
       min_order: the pass threshold.
       message: why the test failed or was inconclusive.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from funcdiff import taylor_test, seed
+      >>> x = jnp.array([0.5, 0.75])
+      >>> result = taylor_test(seed.composite, x)
+      >>> result.ok, round(result.order), len(result.steps)
+      (True, 2, 12)
+      >>> wrong = taylor_test(seed.composite, x, grad=lambda x: 2 * seed.manual_grad(x))
+      >>> wrong.ok, round(wrong.order)
+      (False, 1)
+      >>> wrong.message
+      'the remainder falls slower than h^2: the gradient is wrong along v.'
     """
 
     ok: bool

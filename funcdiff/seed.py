@@ -20,8 +20,8 @@ Examples:
   >>> import jax, jax.numpy as jnp
   >>> from funcdiff import seed
   >>> x = jnp.array([0.5, 0.75])
-  >>> print(jnp.round(jax.grad(seed.composite)(x), 4))
-  [1.3633 0.1912]
+  >>> [round(float(v), 4) for v in jax.grad(seed.composite)(x)]
+  [1.3633, 0.1912]
 """
 
 from __future__ import annotations
@@ -67,6 +67,12 @@ def f(x: ArrayLike) -> tuple[jax.Array, jax.Array]:
 
     Raises:
       ValueError: ``x`` is not of shape ``(2,)``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from funcdiff import seed
+      >>> [round(float(v), 4) for v in seed.f(jnp.array([0.5, 0.75]))]
+      [-0.9808, 0.6816]
     """
     x0, x1 = _pair("x", x)
     return jnp.log(x0 * x1), jnp.sin(x1)
@@ -80,13 +86,28 @@ def g(y: ArrayLike | Sequence[ArrayLike]) -> jax.Array:
 
     Raises:
       ValueError: ``y`` is neither shape ``(2,)`` nor a pair of scalars.
+
+    Examples:
+      >>> from funcdiff import seed
+      >>> float(seed.g((2.0, 3.0)))
+      6.0
     """
     y0, y1 = _pair("y", y)
     return y0 * y1
 
 
 def composite(x: ArrayLike) -> jax.Array:
-    """``g(f(x)) = log(x0*x1) * sin(x1)``, the scalar function the tutorial differentiates."""
+    """``g(f(x)) = log(x0*x1) * sin(x1)``, the scalar function the tutorial differentiates.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from funcdiff import seed
+      >>> x = jnp.array([0.5, 0.75])
+      >>> round(float(seed.composite(x)), 4)
+      -0.6686
+      >>> [round(float(v), 4) for v in jax.grad(seed.composite)(x)]
+      [1.3633, 0.1912]
+    """
     return g(f(x))
 
 
@@ -97,6 +118,15 @@ def manual_grad(x: ArrayLike) -> jax.Array:
 
     Raises:
       ValueError: ``x`` is not of shape ``(2,)``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from funcdiff import seed
+      >>> x = jnp.array([0.5, 0.75])
+      >>> [round(float(v), 4) for v in seed.manual_grad(x)]
+      [1.3633, 0.1912]
+      >>> bool(jnp.allclose(seed.manual_grad(x), jax.grad(seed.composite)(x)))
+      True
     """
     x0, x1 = _pair("x", x)
     return jnp.stack([jnp.sin(x1) / x0, jnp.sin(x1) / x1 + jnp.log(x0 * x1) * jnp.cos(x1)])
@@ -119,6 +149,13 @@ def regression_data(key: Any, n: int = 100, *, dtype: Any = None) -> tuple[jax.A
     Raises:
       TypeError: ``key`` is not a PRNG key, or ``n`` is not an integer.
       ValueError: ``n < 1``.
+
+    Examples:
+      >>> import jax
+      >>> from funcdiff import seed
+      >>> x, y = seed.regression_data(jax.random.key(0), n=5)
+      >>> x.shape, y.shape
+      ((5,), (5,))
     """
     n = check_int("n", n, minimum=1)
     if not (

@@ -52,6 +52,18 @@ class Case:
       atol: per-case absolute tolerance (None: the dtype default).
       tags: free-form labels; ``"kinks"`` marks cases the kink search probes, ``"domain:*"``
         the inputs they accept there (``real``, ``positive``, ``unit``, ``rows``).
+
+    Examples:
+      >>> import numpy as np
+      >>> from funcdiff.parity import get_case
+      >>> case = get_case("elementwise/log1p")
+      >>> case.group, case.divergence, case.tags
+      ('elementwise', None, ('kinks', 'domain:real'))
+      >>> (x,) = case.args(np.float32, seed=0)
+      >>> x.shape, x.dtype
+      ((3, 4), dtype('float32'))
+      >>> get_case("elementwise/abs_at_zero").divergence  # evaluated at the kink on purpose
+      'abs-at-zero'
     """
 
     name: str
@@ -96,6 +108,14 @@ def catalog() -> tuple[Case, ...]:
 
     Returns:
       A tuple of :class:`Case`, at least 80, names unique.
+
+    Examples:
+      >>> from funcdiff.parity import catalog
+      >>> cases = catalog()
+      >>> sorted({case.group for case in cases})
+      ['compositions', 'elementwise', 'linalg', 'nn', 'reductions', 'tutorial']
+      >>> [case.name for case in cases if case.divergence][:2]
+      ['elementwise/pow_zero_at_zero', 'elementwise/abs_at_zero']
     """
     global _CATALOG
     if _CATALOG is None:
@@ -109,6 +129,16 @@ def get_case(name: str) -> Case:
     Raises:
       TypeError: ``name`` is not a string.
       KeyError: no such case; the message suggests names containing ``name``'s last part.
+
+    Examples:
+      >>> from funcdiff.parity import get_case
+      >>> get_case("elementwise/log1p").name
+      'elementwise/log1p'
+      >>> try:
+      ...     get_case("log1p")
+      ... except KeyError as e:
+      ...     print(e.args[0])
+      No catalog case named 'log1p'; did you mean ['elementwise/log1p']?
     """
     if not isinstance(name, str):
         raise TypeError(

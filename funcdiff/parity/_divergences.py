@@ -40,6 +40,12 @@ class DivergenceMeasurement(NamedTuple):
       jax: what JAX gives, flattened.
       torch: what PyTorch gives, flattened.
       match_torch: what the match-torch variant gives (None when there is none).
+
+    Examples:
+      >>> from funcdiff.parity import get_divergence
+      >>> m = get_divergence("abs-at-zero").measure()  # runs JAX and PyTorch in float64
+      >>> m.jax.tolist(), m.torch.tolist(), m.match_torch.tolist()
+      ([1.0], [0.0], [0.0])
     """
 
     jax: np.ndarray
@@ -77,6 +83,18 @@ class Divergence:
       tangent: the direction of a ``"jvp"`` entry (default all ones).
       rtol: how closely a re-measurement must reproduce the registered values (default
         1e-13; looser where the registered value is itself an approximation error).
+
+    Examples:
+      >>> from funcdiff.parity import get_divergence
+      >>> d = get_divergence("abs-at-zero")
+      >>> d.op, d.point, d.quantity
+      ('jnp.abs / torch.abs', 'x = 0', 'grad')
+      >>> d.jax_value, d.torch_value
+      ((1.0,), (0.0,))
+      >>> d.cases
+      ('elementwise/abs', 'elementwise/abs_at_zero', 'nn/l1_loss')
+      >>> d.holds()  # re-measured with the installed JAX and PyTorch
+      True
     """
 
     name: str
@@ -186,7 +204,13 @@ _REGISTRY: tuple[Divergence, ...] | None = None
 
 
 def divergences() -> tuple[Divergence, ...]:
-    """All registered divergences, in a fixed order. Does not import torch."""
+    """All registered divergences, in a fixed order. Does not import torch.
+
+    Examples:
+      >>> from funcdiff.parity import divergences
+      >>> [d.name for d in divergences()][:3]
+      ['abs-at-zero', 'clip-at-bounds', 'lax-clamp-at-bounds']
+    """
     global _REGISTRY
     if _REGISTRY is None:
         from funcdiff.parity._divergence_entries import registry
@@ -200,6 +224,16 @@ def get_divergence(name: str) -> Divergence:
 
     Raises:
       KeyError: no entry of that name; the message lists the names.
+
+    Examples:
+      >>> from funcdiff.parity import get_divergence
+      >>> get_divergence("abs-at-zero").torch_value
+      (0.0,)
+      >>> try:
+      ...     get_divergence("abs")
+      ... except KeyError as e:
+      ...     print(e.args[0])
+      No divergence named 'abs'; registered: abs-at-zero, clip-at-bounds, ...
     """
     for d in divergences():
         if d.name == name:

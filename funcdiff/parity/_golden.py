@@ -27,7 +27,18 @@ FORMAT = 1
 
 
 class GoldenError(LookupError):
-    """A golden entry is missing, stale or unreadable; the fix is ``--regenerate``."""
+    """A golden entry is missing, stale or unreadable; the fix is ``--regenerate``.
+
+    Examples:
+      >>> from funcdiff.parity import GoldenError, run_catalog
+      >>> try:
+      ...     run_catalog(pattern="log1p", reference="golden", golden_path="no-such-golden.json")
+      ... except GoldenError as e:
+      ...     print(e)
+      No golden reference file at no-such-golden.json; install PyTorch and run `funcdiff ...`.
+      >>> issubclass(GoldenError, LookupError)
+      True
+    """
 
 
 def inputs_digest(prep: Prepared) -> str:

@@ -133,6 +133,12 @@ def abs_like_torch(x: ArrayLike) -> jax.Array:
 
     Raises:
       TypeError: ``x`` is not a real array.
+
+    Examples:
+      >>> import jax
+      >>> from funcdiff.parity import abs_like_torch
+      >>> float(abs_like_torch(-2.0)), float(jax.grad(abs_like_torch)(0.0))
+      (2.0, 0.0)
     """
     return _abs(_real("x", x))
 
@@ -159,6 +165,15 @@ def clip_like_torch(
     Raises:
       TypeError: ``x``, ``min`` or ``max`` is not a real array (None for no bound).
       ValueError: a bound's shape does not broadcast with ``x``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from funcdiff.parity import clip_like_torch
+      >>> x = jnp.array([-0.5, 0.0, 0.5, 1.0, 1.5])
+      >>> print(jax.grad(lambda x: clip_like_torch(x, 0.0, 1.0).sum())(x))
+      [0. 1. 1. 1. 0.]
+      >>> print(jax.grad(lambda x: jnp.clip(x, 0.0, 1.0).sum())(x))
+      [0.  0.5 1.  0.5 0. ]
     """
     out = _real("x", x)
     if min is not None:
@@ -180,6 +195,15 @@ def hardtanh_like_torch(x: ArrayLike, min_val: float = -1.0, max_val: float = 1.
     Raises:
       TypeError: ``x`` is not a real array, or a bound is not a real number.
       ValueError: ``min_val > max_val`` (as ``F.hardtanh``), or a bound is not finite.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from funcdiff.parity import hardtanh_like_torch
+      >>> x = jnp.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+      >>> print(hardtanh_like_torch(x))
+      [-1. -1.  0.  1.  1.]
+      >>> print(jax.vmap(jax.grad(hardtanh_like_torch))(x))
+      [0. 0. 1. 0. 0.]
     """
     x = _real("x", x)
     min_val, max_val = _scalar("min_val", min_val), _scalar("max_val", max_val)
@@ -198,6 +222,16 @@ def hard_sigmoid_like_torch(x: ArrayLike) -> jax.Array:
 
     Raises:
       TypeError: ``x`` is not a real array.
+
+    Examples:
+      >>> import jax, numpy as np
+      >>> from funcdiff.parity import hard_sigmoid_like_torch
+      >>> float(hard_sigmoid_like_torch(0.0))
+      0.5
+      >>> float(jax.grad(hard_sigmoid_like_torch)(0.0)) == float(np.float32(1 / 6))
+      True
+      >>> float(jax.grad(hard_sigmoid_like_torch)(3.0))
+      0.0
     """
     return _hard_sigmoid(real_float_array("x", x))
 
@@ -224,6 +258,14 @@ def leaky_relu_like_torch(x: ArrayLike, negative_slope: float = 0.01) -> jax.Arr
     Raises:
       TypeError: ``x`` is not a real array or ``negative_slope`` not a real number.
       ValueError: ``negative_slope`` is not finite.
+
+    Examples:
+      >>> import jax
+      >>> from funcdiff.parity import leaky_relu_like_torch
+      >>> round(float(jax.grad(leaky_relu_like_torch)(0.0)), 6)
+      0.01
+      >>> float(jax.grad(jax.nn.leaky_relu)(0.0))
+      1.0
     """
     x = _real("x", x)
     negative_slope = _scalar("negative_slope", negative_slope)
@@ -256,6 +298,15 @@ def norm_like_torch(
     Raises:
       TypeError: ``x`` is not a real array; ``axis`` not an int or tuple of ints.
       ValueError: another ``ord``; an axis out of range.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from funcdiff.parity import norm_like_torch
+      >>> x = jnp.array([3.0, -4.0])
+      >>> float(norm_like_torch(x)), float(norm_like_torch(x, ord=1))
+      (5.0, 7.0)
+      >>> print(jax.grad(norm_like_torch)(jnp.zeros(2)), jax.grad(jnp.linalg.norm)(jnp.zeros(2)))
+      [0. 0.] [nan nan]
     """
     x = _real("x", x)
     axes = _axes(axis, x.ndim)
@@ -283,6 +334,14 @@ def softplus_like_torch(x: ArrayLike, beta: float = 1.0, threshold: float = 20.0
     Raises:
       TypeError: ``x`` is not a real array; ``beta`` or ``threshold`` not a real number.
       ValueError: ``beta`` is 0 or either is not finite.
+
+    Examples:
+      >>> import jax
+      >>> from funcdiff.parity import softplus_like_torch
+      >>> round(float(softplus_like_torch(0.0)), 4)
+      0.6931
+      >>> float(softplus_like_torch(25.0)), float(jax.grad(softplus_like_torch)(25.0))
+      (25.0, 1.0)
     """
     x = real_float_array("x", x)
     beta = _scalar("beta", beta, nonzero=True)
@@ -296,6 +355,14 @@ def gelu_like_torch(x: ArrayLike, approximate: str = "none") -> jax.Array:
     Raises:
       TypeError: ``x`` is not a real array.
       ValueError: ``approximate`` is not ``"none"`` or ``"tanh"``.
+
+    Examples:
+      >>> import jax
+      >>> from funcdiff.parity import gelu_like_torch
+      >>> round(float(gelu_like_torch(1.0)), 5), round(float(jax.nn.gelu(1.0)), 5)
+      (0.84134, 0.84119)
+      >>> round(float(gelu_like_torch(1.0, approximate="tanh")), 5)
+      0.84119
     """
     x = real_float_array("x", x)
     if not isinstance(approximate, str) or approximate not in ("none", "tanh"):
@@ -329,6 +396,15 @@ def var_like_torch(
       TypeError: ``x`` is not a real array; ``axis`` or ``correction`` of the wrong type.
       ValueError: an axis out of range, or ``correction`` leaves no degree of freedom
         (PyTorch returns NaN/inf there).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from funcdiff.parity import var_like_torch
+      >>> x = jnp.array([1.0, 2.0, 3.0, 4.0])
+      >>> round(float(var_like_torch(x)), 4), float(var_like_torch(x, correction=0))
+      (1.6667, 1.25)
+      >>> float(jnp.var(x))  # ddof=0
+      1.25
     """
     x = _real("x", x)
     axes = _axes(axis, x.ndim)
@@ -348,6 +424,16 @@ def std_like_torch(
 
     Raises:
       TypeError, ValueError: as :func:`var_like_torch`.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from funcdiff.parity import std_like_torch
+      >>> round(float(std_like_torch(jnp.array([1.0, 2.0, 3.0, 4.0]))), 4)
+      1.291
+      >>> print(jax.grad(std_like_torch)(jnp.ones(3)))
+      [0. 0. 0.]
+      >>> print(jax.grad(lambda x: jnp.std(x, ddof=1))(jnp.ones(3)))
+      [nan nan nan]
     """
     return _safe_sqrt(var_like_torch(x, axis, correction=correction, keepdims=keepdims))
 
@@ -374,6 +460,15 @@ def max_like_torch(x: ArrayLike, axis: int) -> jax.Array:
     Raises:
       TypeError: ``x`` is not a real array, or ``axis`` not an integer.
       ValueError: ``axis`` out of range, or ``x`` empty along it.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from funcdiff.parity import max_like_torch
+      >>> print(max_like_torch(jnp.array([[1.0, 5.0], [4.0, 2.0]]), axis=1))
+      [5. 4.]
+      >>> x = jnp.array([1.0, 3.0, 3.0])
+      >>> print(jax.grad(max_like_torch)(x, 0), jax.grad(jnp.max)(x))
+      [0. 1. 0.] [0.  0.5 0.5]
     """
     return _arg_extreme(x, axis, jnp.argmax, "the maximum")
 
@@ -384,6 +479,15 @@ def min_like_torch(x: ArrayLike, axis: int) -> jax.Array:
     Raises:
       TypeError: ``x`` is not a real array, or ``axis`` not an integer.
       ValueError: ``axis`` out of range, or ``x`` empty along it.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from funcdiff.parity import min_like_torch
+      >>> x = jnp.array([2.0, 1.0, 1.0])
+      >>> float(min_like_torch(x, axis=0))
+      1.0
+      >>> print(jax.grad(min_like_torch)(x, 0))
+      [0. 1. 0.]
     """
     return _arg_extreme(x, axis, jnp.argmin, "the minimum")
 
@@ -397,6 +501,15 @@ def median_like_torch(x: ArrayLike) -> jax.Array:
     Raises:
       TypeError: ``x`` is not a real array.
       ValueError: ``x`` is empty (PyTorch returns NaN).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from funcdiff.parity import median_like_torch
+      >>> x = jnp.array([1.0, 2.0, 3.0, 4.0])
+      >>> float(median_like_torch(x)), float(jnp.median(x))
+      (2.0, 2.5)
+      >>> print(jax.grad(median_like_torch)(x))
+      [0. 1. 0. 0.]
     """
     x = jnp.ravel(real_float_array("x", x))
     if x.size == 0:
@@ -412,6 +525,14 @@ def fmax_like_torch(x: ArrayLike, y: ArrayLike) -> jax.Array:
     Raises:
       TypeError: ``x`` or ``y`` is not a real array.
       ValueError: their shapes do not broadcast.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from funcdiff.parity import fmax_like_torch
+      >>> [float(g) for g in jax.grad(fmax_like_torch, argnums=(0, 1))(1.0, 1.0)]
+      [1.0, 0.0]
+      >>> [float(g) for g in jax.grad(jnp.fmax, argnums=(0, 1))(1.0, 1.0)]
+      [0.0, 1.0]
     """
     x, y = _real("x", x), _real("y", y)
     _broadcast(("x", "y"), x, y)
@@ -427,6 +548,16 @@ def pow_like_torch(x: ArrayLike, y: ArrayLike) -> jax.Array:
     Raises:
       TypeError: ``x`` or ``y`` is not a real array.
       ValueError: their shapes do not broadcast.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from funcdiff.parity import pow_like_torch
+      >>> float(pow_like_torch(0.0, 0.0)), float(pow_like_torch(2.0, 3))
+      (1.0, 8.0)
+      >>> [float(g) for g in jax.grad(pow_like_torch, argnums=(0, 1))(0.0, 0.0)]
+      [0.0, 0.0]
+      >>> float(jax.grad(jnp.power)(0.0, 0.0))
+      nan
     """
     x, y = real_float_array("x", x), _real("y", y)
     _broadcast(("x", "y"), x, y)
@@ -456,6 +587,14 @@ def atan2_like_torch(y: ArrayLike, x: ArrayLike) -> jax.Array:
     Raises:
       TypeError: ``y`` or ``x`` is not a real array.
       ValueError: their shapes do not broadcast.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from funcdiff.parity import atan2_like_torch
+      >>> round(float(atan2_like_torch(1.0, 1.0)), 4)
+      0.7854
+      >>> float(jax.grad(atan2_like_torch)(0.0, 0.0)), float(jax.grad(jnp.arctan2)(0.0, 0.0))
+      (0.0, nan)
     """
     y, x = real_float_array("y", y), real_float_array("x", x)
     _broadcast(("y", "x"), y, x)
@@ -484,6 +623,14 @@ def xlogy_like_torch(x: ArrayLike, y: ArrayLike) -> jax.Array:
     Raises:
       TypeError: ``x`` or ``y`` is not a real array.
       ValueError: their shapes do not broadcast.
+
+    Examples:
+      >>> import jax, jax.scipy.special as jss
+      >>> from funcdiff.parity import xlogy_like_torch
+      >>> float(xlogy_like_torch(0.0, 0.0)), round(float(xlogy_like_torch(2.0, 3.0)), 4)
+      (0.0, 2.1972)
+      >>> float(jax.grad(xlogy_like_torch)(0.0, 0.0)), float(jax.grad(jss.xlogy)(0.0, 0.0))
+      (0.0, -inf)
     """
     x, y = real_float_array("x", x), real_float_array("y", y)
     _broadcast(("x", "y"), x, y)

@@ -67,6 +67,16 @@ def digamma_like_torch(x: ArrayLike) -> jax.Array:
 
     Raises:
       TypeError: ``x`` is not a real array.
+
+    Examples:
+      >>> import jax
+      >>> from funcdiff.parity import digamma_like_torch
+      >>> round(float(digamma_like_torch(1.0)), 6)  # minus the Euler-Mascheroni constant
+      -0.577215
+      >>> round(float(jax.grad(digamma_like_torch)(-8.5)), 4)  # trigamma(-8.5), as PyTorch
+      9.7586
+      >>> round(float(jax.grad(jax.scipy.special.digamma)(-8.5)), 4)
+      6.795
     """
     return _polygamma(0, real_float_array("x", x))
 

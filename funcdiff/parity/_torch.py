@@ -12,7 +12,13 @@ INSTALL_HINT = "PyTorch is required for funcdiff.parity: pip install 'funcdiff[t
 
 
 def torch_available() -> bool:
-    """Whether ``import torch`` would succeed, without importing it."""
+    """Whether ``import torch`` would succeed, without importing it.
+
+    Examples:
+      >>> from funcdiff.parity import torch_available
+      >>> torch_available()  # PyTorch is installed here
+      True
+    """
     return importlib.util.find_spec("torch") is not None
 
 
@@ -21,6 +27,12 @@ def require_torch() -> ModuleType:
 
     Raises:
       ImportError: PyTorch is not installed; the message says how to install it.
+
+    Examples:
+      >>> from funcdiff.parity import require_torch
+      >>> torch = require_torch()
+      >>> torch.__name__
+      'torch'
     """
     try:
         return importlib.import_module("torch")

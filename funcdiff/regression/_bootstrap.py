@@ -185,6 +185,15 @@ def confidence_interval(
     Raises:
       TypeError: ``result`` is not a FitResult.
       ValueError: ``level`` outside (0, 1), or not a bootstrap result.
+
+    Examples:
+      >>> import jax
+      >>> from funcdiff import seed
+      >>> from funcdiff.regression import bootstrap, confidence_interval
+      >>> x, y = seed.regression_data(jax.random.key(0), 100)  # y = 2 + x + noise
+      >>> ci = confidence_interval(bootstrap(jax.random.key(1), x, y, 200), level=0.95)
+      >>> {k: (round(float(lo), 2), round(float(hi), 2)) for k, (lo, hi) in ci.items()}
+      {'coef': (0.77, 1.19), 'intercept': (1.6, 2.01)}
     """
     if isinstance(level, bool) or not isinstance(level, numbers.Real):
         raise TypeError(f"Expected `level` to be a number in (0, 1), got {level!r}.")
@@ -200,6 +209,16 @@ def confidence_interval(
 
 
 def standard_error(result: FitResult) -> dict[str, jax.Array]:
-    """Bootstrap standard error (standard deviation over resamples, ddof=1) per parameter."""
+    """Bootstrap standard error (standard deviation over resamples, ddof=1) per parameter.
+
+    Examples:
+      >>> import jax
+      >>> from funcdiff import seed
+      >>> from funcdiff.regression import bootstrap, standard_error
+      >>> x, y = seed.regression_data(jax.random.key(0), 100)
+      >>> se = standard_error(bootstrap(jax.random.key(1), x, y, 200))
+      >>> {k: round(float(v), 2) for k, v in se.items()}
+      {'coef': 0.1, 'intercept': 0.11}
+    """
     params = _ok_params(result, "a standard error")
     return {k: jnp.asarray(v.std(axis=0, ddof=1), v.dtype) for k, v in params.items()}

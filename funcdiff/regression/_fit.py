@@ -39,7 +39,19 @@ _METHODS = ("autodiff", "gram")
 
 
 class DivergenceError(FloatingPointError, ValueError):
-    """The loss became NaN or inf during :func:`fit` (raised when ``throw=True``)."""
+    """The loss became NaN or inf during :func:`fit` (raised when ``throw=True``).
+
+    Examples:
+      >>> import jax
+      >>> from funcdiff import seed
+      >>> from funcdiff.regression import DivergenceError, fit
+      >>> x, y = seed.regression_data(jax.random.key(0), 100)
+      >>> try:  # inputs 10x larger: sgd(0.1), the default, steps too far
+      ...     fit(10 * x, y, epochs=500)
+      ... except DivergenceError as e:
+      ...     print(e)
+      The loss diverged (became NaN or inf) at epoch 13. Try a smaller learning rate, ...
+    """
 
 
 def _numeric(name: str, a: Any) -> jax.Array:

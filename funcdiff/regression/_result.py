@@ -36,6 +36,17 @@ class FitLog(NamedTuple):
       loss: the loss at those epochs' starting parameters.
       grad: a params-shaped dict; each leaf has a leading axis of ``len(epoch)``: the full-data
         gradient at that epoch's parameters, before its update.
+
+    Examples:
+      >>> import jax
+      >>> from funcdiff import seed
+      >>> from funcdiff.regression import fit
+      >>> x, y = seed.regression_data(jax.random.key(0), 100)
+      >>> log = fit(x, y, epochs=500).log
+      >>> log.epoch.tolist(), log.grad["coef"].shape
+      ([0, 100, 200, 300, 400], (5,))
+      >>> [round(float(v), 3) for v in log.loss]
+      [5.933, 1.036, 1.036, 1.036, 1.036]
     """
 
     epoch: Any
@@ -58,6 +69,19 @@ class FitResult:
         the :attr:`status` property.
       diverged_at: int array, the first epoch whose loss was not finite (``epochs`` when the
         update of the last epoch overflowed), or -1.
+
+    Examples:
+      >>> import jax
+      >>> from funcdiff import seed
+      >>> from funcdiff.regression import fit
+      >>> x, y = seed.regression_data(jax.random.key(0), 100)  # y = 2 + x + noise
+      >>> result = fit(x, y, epochs=500)
+      >>> result.ok, result.status, result.message
+      (True, 'ok', 'ok: the loss stayed finite')
+      >>> {k: round(float(v), 2) for k, v in result.params.items()}
+      {'coef': 0.98, 'intercept': 1.79}
+      >>> jax.tree.map(lambda a: a.shape, result).losses  # a pytree
+      (500,)
     """
 
     params: dict[str, Any]

@@ -38,6 +38,23 @@ class LayerRow(NamedTuple):
       inputs: the comparison of the layer's inputs (None when they could not be paired).
       depth: nesting depth in the torch module tree (0 for top-level children).
       note: why something was not compared.
+
+    Examples:
+      >>> import numpy as np, torch
+      >>> from flax import nnx
+      >>> from funcdiff.parity import compare_model, load_torch_weights
+      >>> _ = torch.manual_seed(0)
+      >>> tm = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+      >>> ln = nnx.LayerNorm(4, epsilon=1e-5, rngs=nnx.Rngs(0))
+      >>> jm = nnx.Sequential(nnx.Linear(3, 4, rngs=nnx.Rngs(0)), ln)
+      >>> mapping = load_torch_weights(jm, tm)
+      >>> result = compare_model(jm, tm, np.ones((2, 3), np.float32))
+      >>> [(row.torch_name, row.jax_path, row.kind) for row in result.layers]
+      [('input[0]', 'input[0]', 'input'), ('0', 'layers.0', 'Linear'),
+       ('1', 'layers.1', 'LayerNorm'), ('output', 'output', 'output')]
+      >>> row = result.layers[1]
+      >>> row.forward.passed, row.grad.passed, row.forward_error < 1e-5
+      (True, True, True)
     """
 
     torch_name: str
@@ -102,6 +119,20 @@ class ParamRow(NamedTuple):
       jax_path: the JAX leaf's dotted path (``"layer1.0.bn1.scale"``).
       quantity: ``"grad"`` for a gradient, ``"state"`` for an updated running statistic.
       row: the comparison, in torch's layout.
+
+    Examples:
+      >>> import numpy as np, torch
+      >>> from flax import nnx
+      >>> from funcdiff.parity import compare_model, load_torch_weights
+      >>> _ = torch.manual_seed(0)
+      >>> tm = torch.nn.Sequential(torch.nn.Linear(3, 2))
+      >>> jm = nnx.Sequential(nnx.Linear(3, 2, rngs=nnx.Rngs(0)))
+      >>> mapping = load_torch_weights(jm, tm)
+      >>> result = compare_model(jm, tm, np.ones((2, 3), np.float32))
+      >>> [(p.torch_name, p.jax_path, p.quantity, p.ok) for p in result.params]
+      [('0.weight', 'layers.0.kernel', 'grad', True), ('0.bias', 'layers.0.bias', 'grad', True)]
+      >>> result.params[0].error < 1e-5
+      True
     """
 
     torch_name: str
@@ -148,6 +179,23 @@ class Finding(NamedTuple):
       fix: what to change in the JAX model.
       entry: the divergence-registry entry (``funcdiff.parity.get_divergence(entry)``), or
         ``""`` for porting mistakes that are not a framework convention (a transposed weight).
+
+    Examples:
+      >>> import numpy as np, torch
+      >>> from flax import nnx
+      >>> from funcdiff.parity import compare_model, load_torch_weights
+      >>> _ = torch.manual_seed(0)
+      >>> tm = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))  # eps=1e-5
+      >>> jm = nnx.Sequential(
+      ...     nnx.Linear(3, 4, rngs=nnx.Rngs(0)), nnx.LayerNorm(4, epsilon=0.1, rngs=nnx.Rngs(0))
+      ... )
+      >>> mapping = load_torch_weights(jm, tm)
+      >>> (finding,) = compare_model(jm, tm, np.ones((2, 3), np.float32)).diagnosis
+      >>> print(finding)
+      1: norm-epsilon (registry: flax-norm-epsilon)
+        torch: eps=1e-05
+        JAX:   epsilon=0.1
+        fix:   LayerNorm(..., epsilon=1e-05)
     """
 
     layer: str
@@ -185,6 +233,22 @@ class ModelParityResult:
       train: whether the forward ran in training mode.
       notes: what was not compared and why.
       torch_tree: ``(name, kind, depth)`` of every torch module, for the tree.
+
+    Examples:
+      >>> import numpy as np, torch
+      >>> from flax import nnx
+      >>> from funcdiff.parity import compare_model, load_torch_weights
+      >>> _ = torch.manual_seed(0)
+      >>> tm = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))  # eps=1e-5
+      >>> jm = nnx.Sequential(
+      ...     nnx.Linear(3, 4, rngs=nnx.Rngs(0)), nnx.LayerNorm(4, epsilon=0.1, rngs=nnx.Rngs(0))
+      ... )
+      >>> mapping = load_torch_weights(jm, tm)
+      >>> result = compare_model(jm, tm, np.ones((2, 3), np.float32))
+      >>> result.ok, result.first_divergence, result.dtype, result.train
+      (False, '1', 'float32', False)
+      >>> [(d.layer, d.rule, d.fix) for d in result.diagnosis]
+      [('1', 'norm-epsilon', 'LayerNorm(..., epsilon=1e-05)')]
     """
 
     layers: tuple[LayerRow, ...]

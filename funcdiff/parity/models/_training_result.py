@@ -62,6 +62,24 @@ class TrainingStep(NamedTuple):
       passed: every quantity within its allowance.
       failed: ``(quantity, torch name)`` of every failing quantity, in data-flow order.
       excess: the largest error/allowance ratio of the step (> 1 fails).
+
+    Examples:
+      >>> import numpy as np, optax, torch
+      >>> from funcdiff.parity import compare_training
+      >>> _ = torch.manual_seed(0)
+      >>> net = torch.nn.Linear(3, 1).double()
+      >>> opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+      >>> apply = lambda p, x: x @ p["weight"].T + p["bias"]
+      >>> params = {"weight": np.zeros((1, 3)), "bias": np.zeros(1)}
+      >>> rng = np.random.default_rng(0)
+      >>> data = [(rng.normal(size=(8, 3)), rng.normal(size=(8, 1))) for _ in range(5)]
+      >>> no_momentum = optax.sgd(0.1)  # a planted bug: torch uses momentum=0.9
+      >>> result = compare_training((apply, params), no_momentum, net, opt, data, loss="mse")
+      >>> first, second = result.steps[:2]
+      >>> first.step, first.lr, first.passed, round(first.loss_torch, 4)
+      (1, 0.1, True, 0.819)
+      >>> second.passed, second.failed, round(second.update_error, 4)
+      (False, (('update', 'weight'), ('parameter', 'weight')), 0.0682)
     """
 
     step: int
@@ -96,6 +114,23 @@ class Drift(NamedTuple):
       growth_per_step: ``exp(b)`` of a least-squares fit ``log err ≈ a + b k`` over the steps
         with a nonzero error (1.0: no growth); None with fewer than two such steps.
       linear_rate: slope of a least-squares line ``err ≈ c + r k`` (error per step).
+
+    Examples:
+      >>> import numpy as np, optax, torch
+      >>> from funcdiff.parity import compare_training
+      >>> _ = torch.manual_seed(0)
+      >>> net = torch.nn.Linear(3, 1).double()
+      >>> opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+      >>> apply = lambda p, x: x @ p["weight"].T + p["bias"]
+      >>> params = {"weight": np.zeros((1, 3)), "bias": np.zeros(1)}
+      >>> rng = np.random.default_rng(0)
+      >>> data = [(rng.normal(size=(8, 3)), rng.normal(size=(8, 1))) for _ in range(5)]
+      >>> no_momentum = optax.sgd(0.1)  # a planted bug: torch uses momentum=0.9
+      >>> drift = compare_training((apply, params), no_momentum, net, opt, data, loss="mse").drift
+      >>> [round(float(e), 3) for e in drift.param_error]
+      [0.0, 0.068, 0.298, 0.379, 0.337]
+      >>> drift.growth_per_step > 1, round(drift.linear_rate, 2)  # error per step
+      (True, 0.1)
     """
 
     param_error: np.ndarray
@@ -142,6 +177,23 @@ class TrainingParityResult:
       notes: what could not be compared or was special.
       compiles: how many times the JAX step was traced (1 for a healthy run).
       torch_seconds, jax_seconds: wall time of the stepping loops (JAX without the compile).
+
+    Examples:
+      >>> import numpy as np, optax, torch
+      >>> from funcdiff.parity import compare_training
+      >>> _ = torch.manual_seed(0)
+      >>> net = torch.nn.Linear(3, 1).double()
+      >>> opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+      >>> apply = lambda p, x: x @ p["weight"].T + p["bias"]
+      >>> params = {"weight": np.zeros((1, 3)), "bias": np.zeros(1)}
+      >>> rng = np.random.default_rng(0)
+      >>> data = [(rng.normal(size=(8, 3)), rng.normal(size=(8, 1))) for _ in range(5)]
+      >>> result = compare_training((apply, params), None, net, opt, data, loss="mse")
+      >>> result.ok, result.optimizer, result.dtype, len(result.steps), result.compiles
+      (True, 'SGD', 'float64', 5, 1)
+      >>> planted = compare_training((apply, params), optax.sgd(0.1), net, opt, data, loss="mse")
+      >>> planted.ok, planted.first_divergence  # (step, part, quantity, parameter)
+      (False, (2, 'optimizer', 'update', 'weight'))
     """
 
     steps: tuple[TrainingStep, ...]

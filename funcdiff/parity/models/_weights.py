@@ -72,6 +72,19 @@ class WeightRow(NamedTuple):
       torch_layer: the dotted torch module name (``"layer1.0.conv1"``).
       jax_layer: the dotted JAX module path (``"blocks.0.attn"``).
       kind: the layer kind (``"Linear"``, ``"Conv2d"``, ``"MultiheadAttention"``, ``"LSTM"``).
+
+    Examples:
+      >>> import torch
+      >>> from flax import nnx
+      >>> from funcdiff.parity import load_torch_weights
+      >>> _ = torch.manual_seed(0)
+      >>> tm = torch.nn.Sequential(torch.nn.Linear(3, 2))
+      >>> jm = nnx.Sequential(nnx.Linear(3, 2, rngs=nnx.Rngs(0)))
+      >>> row = load_torch_weights(jm, tm).rows[0]
+      >>> row.torch_name, row.jax_path, row.rule, row.torch_shape, row.jax_shape
+      ('0.weight', 'layers.0.kernel', 'weight.T', (2, 3), (3, 2))
+      >>> row.torch_layer, row.jax_layer, row.kind
+      ('0', 'layers.0', 'Linear')
     """
 
     torch_name: str
@@ -131,6 +144,29 @@ class WeightMapping:
         shapes).
       hints: unmatched name -> why, where its layer is aligned but the other side has no place
         for it (a bias on one side only).
+
+    Examples:
+      >>> import torch
+      >>> from flax import nnx
+      >>> from funcdiff.parity import load_torch_weights
+      >>> _ = torch.manual_seed(0)
+      >>> tm = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+      >>> ln = nnx.LayerNorm(4, epsilon=1e-5, rngs=nnx.Rngs(0))
+      >>> jm = nnx.Sequential(nnx.Linear(3, 4, rngs=nnx.Rngs(0)), ln)
+      >>> mapping = load_torch_weights(jm, tm)
+      >>> mapping.ok, mapping.framework, mapping.unmatched_torch, mapping.unmatched_jax
+      (True, 'nnx', (), ())
+      >>> mapping.layers
+      (('0', 'layers.0', 'Linear'), ('1', 'layers.1', 'LayerNorm'))
+      >>> print(mapping)
+      weights OK: 4 torch tensors -> 4 JAX leaves (nnx), 2 layers aligned
+      torch     torch shape  rule      JAX              JAX shape  kind
+      --------  -----------  --------  ---------------  ---------  ---------
+      0.weight  (4, 3)       weight.T  layers.0.kernel  (3, 4)     Linear
+      0.bias    (4,)         as is     layers.0.bias    (4,)       Linear
+      1.weight  (4,)         weight    layers.1.scale   (4,)       LayerNorm
+      1.bias    (4,)         as is     layers.1.bias    (4,)       LayerNorm
+      aligned: 2 by name
     """
 
     model: Any
