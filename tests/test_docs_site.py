@@ -195,12 +195,6 @@ def test_every_public_name_has_a_reference_entry(site):
 WITHOUT_EXAMPLES = frozenset(
     {
         "funcdiff.GradCheckResult",
-        "funcdiff.parity.CaseOutcome",
-        "funcdiff.parity.CatalogReport",
-        "funcdiff.parity.ParityResult",
-        "funcdiff.parity.ParityRow",
-        "funcdiff.parity.regenerate_golden",
-        "funcdiff.parity.run_catalog",
     }
 )
 

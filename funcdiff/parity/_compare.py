@@ -59,6 +59,17 @@ class ParityRow(NamedTuple):
       torch_value: the PyTorch value at ``worst_index``.
       note: why it failed or what was special (shape, dtype, NaN pattern).
       excess: the error at ``worst_index`` divided by its allowance (> 1 fails).
+
+    Examples:
+      >>> import jax.numpy as jnp, numpy as np, torch
+      >>> from funcdiff import parity
+      >>> x = np.linspace(0.1, 1.0, 4)
+      >>> bad = lambda x: torch.tanh(x).sum() * (1 + 1e-6)  # 1e-6 too large
+      >>> row = parity.compare(lambda x: jnp.tanh(x).sum(), bad, x).rows[0]
+      >>> row.quantity, row.path, row.passed, row.tolerance
+      ('value', 'out', False, (1e-09, 1e-12))
+      >>> print(f"{row.max_rel_error:.1e}")
+      1.0e-06
     """
 
     quantity: str
@@ -123,6 +134,17 @@ class ParityResult:
       notes: what was skipped and why (integer-only args, no forward mode in torch, ...).
       dtype: the floating dtype the call ran in (``"int"`` when no argument is float).
       reference: where the PyTorch side came from (``"torch 2.13.0"`` or a golden file).
+
+    Examples:
+      >>> import jax.numpy as jnp, numpy as np, torch
+      >>> from funcdiff import parity
+      >>> x = np.linspace(0.1, 1.0, 4)
+      >>> good = parity.compare(lambda x: jnp.tanh(x).sum(), lambda x: torch.tanh(x).sum(), x)
+      >>> good.ok, good.dtype, [r.quantity for r in good.rows]
+      (True, 'float64', ['value', 'grad', 'jvp', 'hvp'])
+      >>> bad = parity.compare(lambda x: jnp.tanh(x).sum(), lambda x: torch.sin(x).sum(), x)
+      >>> bad.ok, len(bad.failures), bad.worst.quantity in ("value", "grad", "jvp", "hvp")
+      (False, 4, True)
     """
 
     rows: tuple[ParityRow, ...]

@@ -57,6 +57,13 @@ class CaseOutcome(NamedTuple):
       result: the :class:`ParityResult` (None for ``error``).
       divergence: the registry entry the case names, if any.
       error: ``"ExceptionType: message"`` for ``error``.
+
+    Examples:
+      >>> from funcdiff import parity
+      >>> report = parity.run_catalog(pattern="elementwise/tanh", dtypes=("float64",))
+      >>> outcome = report.outcomes[0]
+      >>> outcome.name, outcome.dtype, outcome.status, outcome.worst
+      ('elementwise/tanh', 'float64', 'passed', None)
     """
 
     name: str
@@ -95,6 +102,18 @@ class CatalogReport:
       outcomes: one :class:`CaseOutcome` per case and dtype, in catalog order.
       reference: ``"torch X"`` (live) or ``"golden file (torch X)"``.
       dtypes: the dtypes that were run.
+
+    Examples:
+      >>> from funcdiff import parity
+      >>> report = parity.run_catalog(pattern="elementwise/tanh", dtypes=("float64",))
+      >>> report.ok, report.count("passed"), report.problems
+      (True, 1, ())
+      >>> print(report.summary_table())  # doctest: +NORMALIZE_WHITESPACE +ELLIPSIS
+      parity catalog OK against torch ...
+      dtype    cases  passed  expected divergences  failed  errors
+      -------  -----  ------  --------------------  ------  ------
+      float64  1      1       0                     0       0
+      all      1      1       0                     0       0
     """
 
     outcomes: tuple[CaseOutcome, ...]
@@ -334,6 +353,16 @@ def run_catalog(
       ValueError: unknown dtype or reference, or no case matches ``pattern``.
       GoldenError: ``reference="golden"`` and the file is missing, a directory or unreadable.
       UserFunctionError: ``progress`` raised.
+
+    Examples:
+      >>> from funcdiff import parity
+      >>> report = parity.run_catalog(pattern="elementwise/abs*", dtypes=("float32",))
+      >>> report.ok
+      True
+      >>> for o in report.outcomes:
+      ...     print(o.name, o.status, o.divergence)
+      elementwise/abs passed None
+      elementwise/abs_at_zero expected_divergence abs-at-zero
     """
     dts = _check_dtypes(dtypes)
     reference = check_choice("reference", reference, ("auto", "torch", "golden"))  # type: ignore[assignment]
@@ -417,6 +446,18 @@ def regenerate_golden(
       ImportError: PyTorch is not installed.
       TypeError, ValueError, GoldenError, UserFunctionError: as :func:`run_catalog` (a
         directory as ``path`` is a GoldenError).
+
+    Examples:
+      >>> import pathlib, tempfile
+      >>> from funcdiff import parity
+      >>> out = pathlib.Path(tempfile.mkdtemp()) / "golden.json"
+      >>> path, report = parity.regenerate_golden(
+      ...     pattern="elementwise/tanh", dtypes=("float32",), path=out)
+      >>> path == out, report.ok
+      (True, True)
+      >>> parity.run_catalog(pattern="elementwise/tanh", dtypes=("float32",),
+      ...                    reference="golden", golden_path=out).ok
+      True
     """
     torch = require_torch()
     dts = _check_dtypes(dtypes)
