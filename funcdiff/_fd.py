@@ -34,6 +34,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcdiff._config import one_shot_jit
+from funcdiff._fd_adaptive import (
+    COMPLEX_STEP,
+    adaptive,
+    complex_step,
+    holomorphic_problem,
+    ladder_steps,
+)
 from funcdiff._validation import (
     call_user,
     check_bool,
@@ -47,8 +54,8 @@ from funcdiff._validation import (
 
 __all__ = ["SCHEMES", "fd_grad", "fd_hvp", "fd_jacobian", "fd_jvp"]
 
-SCHEMES = ("forward", "backward", "central", "richardson")
-_EXPONENT = {"forward": 1 / 2, "backward": 1 / 2, "central": 1 / 3, "richardson": 1 / 5}
+SCHEMES = ("forward", "backward", "central", "richardson", "adaptive", "complex")
+_EXPONENT = {"forward": 1 / 2, "backward": 1 / 2, "central": 1 / 3, "richardson": 1 / 7}
 # Stencil offsets (in units of h) per scheme; the second tuple is the extra level (h/2) used
 # only for the truncation estimate.
 _OFFSETS = {
@@ -265,17 +272,29 @@ def _chunk(n: int, size: int, k: int) -> int:
 
 
 def richardson(vals: jax.Array, hh: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Two Richardson steps from central differences at h, h/2, h/4: value and |R2 - R1|."""
+    """Richardson from central differences at h, h/2, h/4: the O(h^6) value and its estimate.
+
+    Level one, :math:`R_k = (4D_c(h_k/2) - D_c(h_k))/3`, is O(h^4); level two,
+    :math:`S = (16R_2 - R_1)/15`, O(h^6). The truncation estimate is the gap of the last two
+    levels :math:`|S - R_2|` (the error of :math:`R_2`, so an upper bound on :math:`S`'s).
+    """
     c1 = (vals[:, 0] - vals[:, 1]) / (2 * hh)
     c2 = (vals[:, 2] - vals[:, 3]) / hh
     c4 = (vals[:, 4] - vals[:, 5]) / (hh / 2)
     r1 = (4.0 * c2 - c1) / 3.0
     r2 = (4.0 * c4 - c2) / 3.0
-    return r2, jnp.abs(r2 - r1)
+    s2 = (16.0 * r2 - r1) / 15.0
+    return s2, jnp.abs(s2 - r2)
 
 
 def _combine(
-    scheme: str, want_error: bool, f0: jax.Array, vals: jax.Array, h: jax.Array, eps: float
+    scheme: str,
+    want_error: bool,
+    f0: jax.Array,
+    vals: jax.Array,
+    h: jax.Array,
+    eps: float,
+    xscale: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array | None]:
     """Stencil values ``vals`` (m, K, p) -> derivative (m, p) and optional error (m, p)."""
     hh = h[:, None]
@@ -296,14 +315,32 @@ def _combine(
     if not want_error or trunc is None:
         return d, None
     fmax = jnp.maximum(jnp.abs(f0), jnp.max(jnp.abs(vals), axis=1))
+    if xscale is not None:  # rounding inside f at x: |f'| |x| eps, even where f(x) = 0
+        fmax = jnp.maximum(fmax, jnp.abs(d) * xscale[:, None])
     hmin = hh / 4 if scheme == "richardson" else hh
     roundoff = _ROUNDOFF_ULPS * eps * _WEIGHT_SUM[scheme] * fmax / hmin
     return d, trunc + roundoff
 
 
+def step_floor(dtype: Any) -> float:
+    """The smallest scale a default step follows: 2**-7 in float64, 1 in float32.
+
+    Below it, a step relative to ``|x_i|`` alone would be lost in the round-off of an O(1)
+    function value (``cos(x)`` at ``x = 1e-12``); above it, steps follow ``|x_i|``, so 1/x
+    and log at x = 0.01 are differentiated with ``h/x = eps**p``, not 0.07. In float32 the
+    steps ``eps**p`` are already coarse (``eps**(1/3) = 0.005``), so the floor stays at 1.
+    """
+    return 2.0**-7 if float(jnp.finfo(dtype).eps) < 1e-10 else 1.0
+
+
+def coordinate_scale(x: jax.Array) -> jax.Array:
+    """Per-element scale ``max(|x_i|, floor)`` that default steps are relative to."""
+    return jnp.maximum(step_floor(x.dtype), jnp.abs(x))
+
+
 def coordinate_steps(scheme: str, x: jax.Array) -> jax.Array:
-    """Default per-element steps ``eps**p * max(1, |x_i|)``, exactly representable."""
-    h = default_step_base(scheme, x.dtype) * jnp.maximum(1.0, jnp.abs(x))
+    """Default per-element steps ``eps**p * max(|x_i|, floor)``, exactly representable."""
+    h = default_step_base(scheme, x.dtype) * coordinate_scale(x)
     return (x + h) - x
 
 
@@ -390,10 +427,13 @@ def _fd_core(
     Returns a dict with ``value`` (m, p), ``error`` (m, p) when asked, ``step`` (m,) and
     ``f0`` (p,).
     """
+    if scheme in ("adaptive", "complex"):
+        return _special_core(fun, spec, scheme, directional, user_step, x, others, dirs, step)
     eps = output_eps(fun, spec, x.dtype)
     f_flat = flat_function(fun, spec, others, x.dtype)
     f0 = f_flat(x)
     m = dirs.shape[0] if directional else x.shape[0]
+    xscale = jnp.zeros((m,), x.dtype) if directional else jnp.abs(x)
     if user_step:
         h = jnp.broadcast_to(step, (m,)).astype(x.dtype)
     elif directional:
@@ -402,11 +442,97 @@ def _fd_core(
         h = coordinate_steps(scheme, x)
     offs = _OFFSETS[scheme][0] + (_OFFSETS[scheme][1] if want_error else ())
     vals = stencil_values(f_flat, x, offs, h, dirs=dirs if directional else None)
-    value, error = _combine(scheme, want_error, f0, vals, h, eps)
+    value, error = _combine(scheme, want_error, f0, vals, h, eps, xscale)
     out = {"value": value, "step": h, "f0": f0}
     if error is not None:
         out["error"] = error
     return out
+
+
+def _special_core(
+    fun: Callable[..., Any],
+    spec: Spec,
+    scheme: str,
+    directional: bool,
+    user_step: bool,
+    x: jax.Array,
+    others: list[Any],
+    dirs: jax.Array,
+    step: jax.Array,
+) -> dict[str, jax.Array]:
+    """The ``adaptive`` ladder and the ``complex`` step (see :mod:`funcdiff._fd_adaptive`)."""
+    eps = output_eps(fun, spec, x.dtype)
+    f_flat = flat_function(fun, spec, others, x.dtype)
+    f0 = f_flat(x)
+    n = x.shape[0]
+    m = dirs.shape[0] if directional else n
+    if directional:
+        vmax = jnp.max(jnp.abs(dirs), axis=1)
+        scale = jnp.maximum(1.0, jnp.max(jnp.abs(x))) / jnp.where(vmax > 0, vmax, 1.0)
+    else:
+        scale = jnp.maximum(1.0, jnp.abs(x))
+    if scheme == "complex":
+        h = jnp.broadcast_to(step, (m,)).astype(x.dtype) if user_step else COMPLEX_STEP * scale
+        cdtype = jnp.result_type(x.dtype, jnp.complex64)
+
+        def f_complex(v: jax.Array) -> jax.Array:
+            out = call_user("fun", fun, unravel(spec, v, others))
+            leaves = jax.tree_util.tree_leaves(out)
+            return jnp.concatenate([jnp.ravel(jnp.asarray(a)).astype(cdtype) for a in leaves])
+
+        value, error = complex_step(
+            f_complex,
+            x,
+            h,
+            f0,
+            eps,
+            _ROUNDOFF_ULPS,
+            dirs=dirs if directional else None,
+            chunk=_chunk(m, n, 1),
+        )
+        return {"value": value, "error": error, "step": h, "f0": f0}
+    top = jnp.broadcast_to(step, (m,)).astype(x.dtype) if user_step else 0.5 * scale
+    h = ladder_steps(x, top, None if directional else jnp.arange(n))
+    k = h.shape[1]
+    if directional:
+        rows = jnp.repeat(dirs, k, axis=0)
+
+        def values(hflat: jax.Array) -> jax.Array:
+            return stencil_values(f_flat, x, (1.0, -1.0), hflat, dirs=rows)
+
+    else:
+        coords = jnp.repeat(jnp.arange(n), k)
+
+        def values(hflat: jax.Array) -> jax.Array:
+            return stencil_values(f_flat, x, (1.0, -1.0), hflat, coords=coords)
+
+    xscale = jnp.zeros((m,), x.dtype) if directional else jnp.abs(x)
+    value, error, hbest = adaptive(values, f0, h, eps, xscale, _ROUNDOFF_ULPS)
+    return {"value": value, "error": error, "step": hbest, "f0": f0}
+
+
+@functools.lru_cache(maxsize=256)
+def _holomorphic_problem(fun: Callable[..., Any], spec: Spec) -> str | None:
+    cdtype = jnp.result_type(spec.compute_dtype, jnp.complex64)
+
+    def f_complex(v: jax.Array) -> Any:
+        return call_user("fun", fun, unravel(spec, v, []))
+
+    return holomorphic_problem(f_complex, jax.ShapeDtypeStruct((spec.size,), cdtype))
+
+
+def check_holomorphic(fun: Callable[..., Any], spec: Spec) -> None:
+    """Refuses ``scheme="complex"`` for a function that is not holomorphic in ``x``."""
+    try:
+        problem = _holomorphic_problem(fun, spec)
+    except (TypeError, ValueError) as err:
+        problem = f"an operation that rejects complex input ({type(err).__name__}: {err})"
+    if problem is not None:
+        raise ValueError(
+            f'Expected `fun` to be holomorphic for `scheme="complex"`, got {problem} applied '
+            "to (a value computed from) `x`: the complex step would return a wrong number. "
+            'Use `scheme="adaptive"` (or "richardson") for this function.'
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,10 +640,26 @@ def _prepare(
     check_callable("fun", fun)
     scheme = check_scheme(scheme)
     step = check_step(step)
+    if scheme == "complex":
+        _refuse_half(x)
     spec, flat, others, _ = analyse("x", x, allow_nonfloat=False)
     _check_finite_point("x", flat)
-    _check_step_resolves(flat, step)
+    if scheme != "complex":
+        _check_step_resolves(flat, step)
+    else:
+        check_holomorphic(fun, spec)
     return spec, flat, others, scheme, step
+
+
+def _refuse_half(x: Any) -> None:
+    """``scheme="complex"`` needs float32/float64 leaves (there is no complex float16)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(x)[0]:
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is not None and dtype in (jnp.float16, jnp.bfloat16):
+            raise TypeError(
+                f'Expected `x` to hold float32 or float64 arrays for `scheme="complex"`, got '
+                f"dtype {dtype} at {leaf_path_str(path)}; cast it (`x.astype(jnp.float32)`)."
+            )
 
 
 def _unravel_out(spec: Spec, values: jax.Array) -> Any:

@@ -3,8 +3,18 @@ progress bar) and ``run(ctx)`` (records rows into the context)."""
 
 from __future__ import annotations
 
-from funcdiff._bench.cases import bootstrap, gradcheck, parity, port, regression, seed_grad
+from funcdiff._bench.cases import (
+    bootstrap,
+    fd_accuracy,
+    gradcheck,
+    parity,
+    port,
+    regression,
+    seed_grad,
+)
 
 __all__ = ["CASES"]
 
-CASES = {m.NAME: m for m in (seed_grad, regression, gradcheck, bootstrap, parity, port)}
+CASES = {
+    m.NAME: m for m in (seed_grad, regression, gradcheck, fd_accuracy, bootstrap, parity, port)
+}

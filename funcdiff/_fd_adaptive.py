@@ -1,0 +1,213 @@
+r"""The ``adaptive`` and ``complex`` finite-difference schemes (traced inside ``_fd``'s core).
+
+``adaptive``: central differences on a ladder of :data:`LADDER_LEVELS` steps
+:math:`h_k = h_0 4^{-k}` per coordinate (or direction), :math:`h_0 = \tfrac12\max(1, |x_i|)`,
+all evaluated in the same vmapped call. Two Richardson levels per rung,
+:math:`R_k = (16D_{k+1} - D_k)/15` (O(h⁴)) and :math:`S_k = (256R_{k+1} - R_k)/255` (O(h⁶));
+each :math:`S_k` gets the estimate ``max(|S_k - R_{k+1}|, |S_k - S_{k+1}|)`` plus a round-off
+bound, and the rung with the smallest estimate wins, per coordinate and output. Rungs that
+step across a pole or out of the domain give NaN or a large gap and lose; rungs lost in
+rounding (``x + h == x``) are skipped. numdifftools' idea, as one compiled program.
+
+``complex``: :math:`\operatorname{Im} f(x + ihe_i)/h` with :math:`h = 10^{-20}\max(1, |x_i|)`:
+no subtraction, so machine precision for real-analytic ``f``. Applies only when ``f``
+uses holomorphic operations on the perturbed input; :func:`holomorphic_problem` walks the
+jaxpr and names the first operation that is not (``abs``, ``max``, comparisons, ``real``, a
+cast to a real dtype, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["LADDER_LEVELS", "adaptive", "complex_step", "holomorphic_problem"]
+
+LADDER_LEVELS = 14
+_RATIO = 4.0
+# sum of |weights| of S_k in units of 1/h_{k+2} (1.07 + smaller terms), rounded up
+_S_WEIGHT = 1.25
+COMPLEX_STEP = 1e-20
+
+# Primitives that are not holomorphic (or not even defined) on a complex input.
+_NOT_HOLOMORPHIC = frozenset(
+    {
+        "abs",
+        "sign",
+        "max",
+        "min",
+        "reduce_max",
+        "reduce_min",
+        "argmax",
+        "argmin",
+        "cummax",
+        "cummin",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "eq",
+        "ne",
+        "real",
+        "imag",
+        "conj",
+        "floor",
+        "ceil",
+        "round",
+        "clamp",
+        "sort",
+        "rem",
+        "is_finite",
+        "nextafter",
+        "reduce_precision",
+        "stop_gradient",
+    }
+)
+
+
+def ladder_steps(x: jax.Array, top: jax.Array, coords: jax.Array | None) -> jax.Array:
+    """(m, K) steps ``top_i * 4**-k``, rounded so that ``x_i + h`` is exact when ``coords``."""
+    k = jnp.arange(LADDER_LEVELS, dtype=x.dtype)
+    h = top[:, None] * _RATIO ** (-k)[None, :]
+    if coords is None:
+        return h
+    xi = x[coords][:, None]
+    return (xi + h) - xi
+
+
+def adaptive(
+    values: Callable[[jax.Array], jax.Array],
+    f0: jax.Array,
+    h: jax.Array,
+    eps: float,
+    xscale: jax.Array,
+    ulps: float,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Best extrapolated derivative per (index, output) over the ladder.
+
+    Args:
+      values: maps flat steps (m*K,) to stencil values (m*K, 2, p) at ``+h`` and ``-h``.
+      f0: f(x), shape (p,).
+      h: (m, K) ladder of steps.
+      eps: machine epsilon of the output.
+      xscale: (m,) ``|x_i|`` (round-off of f at x is at least ``|f'| |x_i| eps``).
+      ulps: round-off of one function value, in ulps.
+
+    Returns:
+      ``(value, error, step)``: (m, p), (m, p), (m,) (the smallest step of the chosen rung,
+      output 0).
+    """
+    m, k = h.shape
+    ok = h > 0
+    hs = jnp.where(ok, h, 1.0)
+    v = values(hs.reshape(-1)).reshape(m, k, 2, -1)
+    d = (v[:, :, 0] - v[:, :, 1]) / (2.0 * hs[:, :, None])
+    d = jnp.where(ok[:, :, None], d, jnp.nan)
+    r = (_RATIO**2 * d[:, 1:] - d[:, :-1]) / (_RATIO**2 - 1.0)
+    s = (_RATIO**4 * r[:, 1:] - r[:, :-1]) / (_RATIO**4 - 1.0)  # (m, K-2, p)
+    trunc = jnp.maximum(jnp.abs(s[:, :-1] - r[:, 1:-1]), jnp.abs(s[:, :-1] - s[:, 1:]))
+    s = s[:, :-1]  # rungs 0..K-4 have both gaps
+    fabs = jnp.max(jnp.abs(v), axis=2)  # (m, K, p)
+    fmax = jnp.maximum(jnp.maximum(fabs[:, :-3], fabs[:, 1:-2]), fabs[:, 2:-1])
+    fmax = jnp.maximum(jnp.maximum(fmax, jnp.abs(f0)), jnp.abs(s) * xscale[:, None, None])
+    roundoff = ulps * eps * _S_WEIGHT * fmax / hs[:, 2:-1, None]
+    total = trunc + roundoff
+    total = jnp.where(jnp.isfinite(total) & jnp.isfinite(s), total, jnp.inf)
+    best = jnp.argmin(total, axis=1)  # (m, p)
+    value = jnp.take_along_axis(s, best[:, None], axis=1)[:, 0]
+    error = jnp.take_along_axis(total, best[:, None], axis=1)[:, 0]
+    value = jnp.where(jnp.isfinite(error), value, jnp.nan)
+    step = jnp.take_along_axis(hs[:, 2:-1], best[:, :1], axis=1)[:, 0]
+    return value, error, step
+
+
+def complex_step(
+    f_complex: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    h: jax.Array,
+    f0: jax.Array,
+    eps: float,
+    ulps: float,
+    *,
+    dirs: jax.Array | None = None,
+    chunk: int,
+) -> tuple[jax.Array, jax.Array]:
+    """``Im f(x + i h e_i) / h`` for every coordinate (or row of ``dirs``): value, error."""
+    n = x.shape[0]
+    cdtype = jnp.result_type(x.dtype, jnp.complex64)
+    xc = x.astype(cdtype)
+    m = n if dirs is None else dirs.shape[0]
+    lanes = jnp.arange(n)
+
+    def one(i: jax.Array) -> jax.Array:
+        if dirs is None:
+            pert = jnp.where(lanes == i, 1j * h[i], 0.0).astype(cdtype)
+        else:
+            pert = (1j * h[i] * dirs[i]).astype(cdtype)
+        return jnp.imag(f_complex(xc + pert)) / h[i]
+
+    idx = jnp.arange(m)
+    value = jax.vmap(one)(idx) if chunk >= m else jax.lax.map(one, idx, batch_size=chunk)
+    scale = jnp.maximum(1.0, jnp.abs(x)) if dirs is None else jnp.ones((m,), x.dtype)
+    error = ulps * eps * (jnp.abs(value) + jnp.abs(f0)[None, :] / scale[:, None])
+    return value, error
+
+
+def holomorphic_problem(f_complex: Callable[[jax.Array], jax.Array], xc: Any) -> str | None:
+    """The first non-holomorphic operation ``f_complex`` applies to its input, or None.
+
+    Walks the jaxpr (and nested jaxprs: jit, custom_jvp, cond, scan, while) following which
+    values depend on the input; an operation from the deny list, or a cast of a complex value
+    to a real dtype, on such a value is reported as ``"abs"``, ``"convert to float64"``, ...
+    """
+    closed = jax.make_jaxpr(f_complex)(xc)
+    out_dtypes = [v.aval.dtype for v in closed.jaxpr.outvars]
+    problem = _walk(closed.jaxpr, [True] * len(closed.jaxpr.invars))
+    if problem is not None:
+        return problem
+    for dt in out_dtypes:
+        if not jnp.issubdtype(dt, jnp.complexfloating):
+            return f"a real ({dt}) output"
+    return None
+
+
+def _sub_jaxprs(params: dict[str, Any]) -> list[Any]:
+    out = []
+    for value in params.values():
+        for item in value if isinstance(value, list | tuple) else (value,):
+            jaxpr = getattr(item, "jaxpr", item)
+            if hasattr(jaxpr, "eqns") and hasattr(jaxpr, "invars"):
+                out.append(jaxpr)
+    return out
+
+
+def _walk(jaxpr: Any, tainted_in: list[bool]) -> str | None:
+    tainted = {v for v, t in zip(jaxpr.invars, tainted_in, strict=False) if t}
+    for eqn in jaxpr.eqns:
+        hit = any(_is_var(v) and v in tainted for v in eqn.invars)
+        if not hit:
+            continue
+        name = eqn.primitive.name
+        if name in _NOT_HOLOMORPHIC:
+            return name
+        if name == "convert_element_type":
+            src = eqn.invars[0].aval.dtype
+            dst = eqn.params.get("new_dtype")
+            if jnp.issubdtype(src, jnp.complexfloating) and not jnp.issubdtype(
+                dst, jnp.complexfloating
+            ):
+                return f"convert to {dst}"
+        for sub in _sub_jaxprs(eqn.params):
+            problem = _walk(sub, [True] * len(sub.invars))
+            if problem is not None:
+                return problem
+        tainted.update(eqn.outvars)
+    return None
+
+
+def _is_var(v: Any) -> bool:
+    """A jaxpr variable (literals carry a ``val`` and are never tainted)."""
+    return not hasattr(v, "val")
