@@ -26,10 +26,24 @@ import jax.numpy as jnp
 
 __all__ = ["LADDER_LEVELS", "adaptive", "complex_step", "holomorphic_problem"]
 
-LADDER_LEVELS = 14
-_RATIO = 4.0
-# sum of |weights| of S_k in units of 1/h_{k+2} (1.07 + smaller terms), rounded up
-_S_WEIGHT = 1.25
+LADDER_LEVELS = 24
+_RATIO = 2.0
+LEVELS = (2, 3)  # Richardson levels offered as candidates: O(h^6) and O(h^8)
+
+
+def _weight(level: int) -> float:
+    """Round-off amplification of a level-``level`` value, in units of eps * max|f| / h_k.
+
+    The value is ``sum_j w_j D_{k+j}`` and ``D`` at step ``h_k r**-j`` carries round-off
+    ``eps max|f| r**j / h_k``; returns ``sum_j |w_j| r**j``.
+    """
+    w = [1.0]
+    for lev in range(1, level + 1):
+        q = _RATIO ** (2 * lev)
+        w = [(q * b - a) / (q - 1.0) for a, b in zip([*w, 0.0], [0.0, *w], strict=True)]
+    return sum(abs(c) * _RATIO**j for j, c in enumerate(w))
+
+
 COMPLEX_STEP = 1e-20
 
 # Primitives that are not holomorphic (or not even defined) on a complex input.
@@ -105,22 +119,36 @@ def adaptive(
     hs = jnp.where(ok, h, 1.0)
     v = values(hs.reshape(-1)).reshape(m, k, 2, -1)
     d = (v[:, :, 0] - v[:, :, 1]) / (2.0 * hs[:, :, None])
-    d = jnp.where(ok[:, :, None], d, jnp.nan)
-    r = (_RATIO**2 * d[:, 1:] - d[:, :-1]) / (_RATIO**2 - 1.0)
-    s = (_RATIO**4 * r[:, 1:] - r[:, :-1]) / (_RATIO**4 - 1.0)  # (m, K-2, p)
-    trunc = jnp.maximum(jnp.abs(s[:, :-1] - r[:, 1:-1]), jnp.abs(s[:, :-1] - s[:, 1:]))
-    s = s[:, :-1]  # rungs 0..K-4 have both gaps
-    fabs = jnp.max(jnp.abs(v), axis=2)  # (m, K, p)
-    fmax = jnp.maximum(jnp.maximum(fabs[:, :-3], fabs[:, 1:-2]), fabs[:, 2:-1])
-    fmax = jnp.maximum(jnp.maximum(fmax, jnp.abs(f0)), jnp.abs(s) * xscale[:, None, None])
-    roundoff = ulps * eps * _S_WEIGHT * fmax / hs[:, 2:-1, None]
-    total = trunc + roundoff
-    total = jnp.where(jnp.isfinite(total) & jnp.isfinite(s), total, jnp.inf)
+    table = [jnp.where(ok[:, :, None], d, jnp.nan)]
+    for level in range(1, max(LEVELS) + 1):
+        q = _RATIO ** (2 * level)
+        table.append((q * table[-1][:, 1:] - table[-1][:, :-1]) / (q - 1.0))
+    fabs = jnp.maximum(jnp.max(jnp.abs(v), axis=2), jnp.abs(f0))  # (m, K, p)
+    cands, totals, tops = [], [], []
+    for level in LEVELS:
+        t = table[level]
+        n = t.shape[1] - 1  # rungs with a next rung: both gaps exist
+        cand = t[:, :n]
+        trunc = jnp.maximum(
+            jnp.abs(cand - table[level - 1][:, 1 : n + 1]), jnp.abs(cand - t[:, 1 : n + 1])
+        )
+        fmax = fabs[:, :n]
+        for j in range(1, level + 1):
+            fmax = jnp.maximum(fmax, fabs[:, j : j + n])
+        fmax = jnp.maximum(fmax, jnp.abs(cand) * xscale[:, None, None])
+        roundoff = ulps * eps * _weight(level) * fmax / hs[:, :n, None]
+        cands.append(cand)
+        totals.append(trunc + roundoff)
+        tops.append(hs[:, :n])
+    cand = jnp.concatenate(cands, axis=1)
+    total = jnp.concatenate(totals, axis=1)
+    top = jnp.concatenate(tops, axis=1)
+    total = jnp.where(jnp.isfinite(total) & jnp.isfinite(cand), total, jnp.inf)
     best = jnp.argmin(total, axis=1)  # (m, p)
-    value = jnp.take_along_axis(s, best[:, None], axis=1)[:, 0]
+    value = jnp.take_along_axis(cand, best[:, None], axis=1)[:, 0]
     error = jnp.take_along_axis(total, best[:, None], axis=1)[:, 0]
     value = jnp.where(jnp.isfinite(error), value, jnp.nan)
-    step = jnp.take_along_axis(hs[:, 2:-1], best[:, :1], axis=1)[:, 0]
+    step = jnp.take_along_axis(top, best[:, :1], axis=1)[:, 0]
     return value, error, step
 
 
