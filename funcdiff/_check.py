@@ -348,7 +348,7 @@ def _escalate_core(
     ladder = ladder_steps(x, top, coords)
     rungs = jnp.repeat(coords, ladder.shape[1])
     a_val, a_err, _ = adaptive(
-        lambda hf: _fd.stencil_values(f_flat, x, (1.0, -1.0), hf, coords=rungs),
+        lambda hf, sign: _fd.stencil_values(f_flat, x, (1.0,), hf * sign, coords=rungs)[:, 0],
         f0[None],
         ladder,
         eps,

@@ -28,10 +28,11 @@ __all__ = ["LADDER_LEVELS", "adaptive", "complex_step", "holomorphic_problem"]
 
 LADDER_LEVELS = 24
 _RATIO = 2.0
-LEVELS = (2, 3)  # Richardson levels offered as candidates: O(h^6) and O(h^8)
+LEVELS = (2, 3)  # central Richardson levels offered as candidates: O(h^6) and O(h^8)
+ONE_SIDED_LEVELS = (2, 3, 4)  # one-sided (near a domain bound): O(h^3) to O(h^5)
 
 
-def _weight(level: int) -> float:
+def _weight(level: int, power: int = 2) -> float:
     """Round-off amplification of a level-``level`` value, in units of eps * max|f| / h_k.
 
     The value is ``sum_j w_j D_{k+j}`` and ``D`` at step ``h_k r**-j`` carries round-off
@@ -39,7 +40,7 @@ def _weight(level: int) -> float:
     """
     w = [1.0]
     for lev in range(1, level + 1):
-        q = _RATIO ** (2 * lev)
+        q = _RATIO ** (power * lev)
         w = [(q * b - a) / (q - 1.0) for a, b in zip([*w, 0.0], [0.0, *w], strict=True)]
     return sum(abs(c) * _RATIO**j for j, c in enumerate(w))
 
@@ -93,53 +94,76 @@ def ladder_steps(x: jax.Array, top: jax.Array, coords: jax.Array | None) -> jax.
 
 
 def adaptive(
-    values: Callable[[jax.Array], jax.Array],
+    values: Callable[[jax.Array, jax.Array], jax.Array],
     f0: jax.Array,
     h: jax.Array,
     eps: float,
     xscale: jax.Array,
     ulps: float,
+    *,
+    room: tuple[jax.Array, jax.Array] | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Best extrapolated derivative per (index, output) over the ladder.
 
     Args:
-      values: maps flat steps (m*K,) to stencil values (m*K, 2, p) at ``+h`` and ``-h``.
+      values: maps flat steps (m*K,) and offsets (+1 or -1 each) to values (m*K, p).
       f0: f(x), shape (p,).
       h: (m, K) ladder of steps.
       eps: machine epsilon of the output.
       xscale: (m,) ``|x_i|`` (round-off of f at x is at least ``|f'| |x_i| eps``).
       ulps: round-off of one function value, in ulps.
+      room: ``(up, down)``, (m,) distances from x to the domain's upper and lower bounds.
+        Rungs that would leave the domain are not evaluated there; one-sided (forward and
+        backward) ladders are offered as candidates too.
 
     Returns:
-      ``(value, error, step)``: (m, p), (m, p), (m,) (the smallest step of the chosen rung,
-      output 0).
+      ``(value, error, step)``: (m, p), (m, p), (m,) (the largest step of the chosen
+      candidate, output 0).
     """
     m, k = h.shape
     ok = h > 0
     hs = jnp.where(ok, h, 1.0)
-    v = values(hs.reshape(-1)).reshape(m, k, 2, -1)
-    d = (v[:, :, 0] - v[:, :, 1]) / (2.0 * hs[:, :, None])
-    table = [jnp.where(ok[:, :, None], d, jnp.nan)]
-    for level in range(1, max(LEVELS) + 1):
-        q = _RATIO ** (2 * level)
-        table.append((q * table[-1][:, 1:] - table[-1][:, :-1]) / (q - 1.0))
-    fabs = jnp.maximum(jnp.max(jnp.abs(v), axis=2), jnp.abs(f0))  # (m, K, p)
+    ok_p = ok if room is None else ok & (hs < room[0][:, None])
+    ok_m = ok if room is None else ok & (hs < room[1][:, None])
+    # a side that would leave the domain is evaluated at x (step 0) and masked
+    vp = values(jnp.where(ok_p, hs, 0.0).reshape(-1), jnp.ones(m * k, hs.dtype))
+    vm = values(jnp.where(ok_m, hs, 0.0).reshape(-1), -jnp.ones(m * k, hs.dtype))
+    vp, vm = vp.reshape(m, k, -1), vm.reshape(m, k, -1)
+    both = (ok_p & ok_m)[:, :, None]
+    central = jnp.where(both, (vp - vm) / (2.0 * hs[:, :, None]), jnp.nan)
+    fabs_p = jnp.maximum(jnp.abs(vp), jnp.abs(f0))
+    fabs_m = jnp.maximum(jnp.abs(vm), jnp.abs(f0))
+    ladders: list[tuple[jax.Array, int, tuple[int, ...], jax.Array, float]] = [
+        (central, 2, LEVELS, jnp.maximum(fabs_p, fabs_m), 1.0)
+    ]
+    if room is not None:
+        fwd = jnp.where(ok_p[:, :, None], (vp - f0) / hs[:, :, None], jnp.nan)
+        bwd = jnp.where(ok_m[:, :, None], (f0 - vm) / hs[:, :, None], jnp.nan)
+        ladders += [
+            (fwd, 1, ONE_SIDED_LEVELS, fabs_p, 2.0),
+            (bwd, 1, ONE_SIDED_LEVELS, fabs_m, 2.0),
+        ]
     cands, totals, tops = [], [], []
-    for level in LEVELS:
-        t = table[level]
-        n = t.shape[1] - 1  # rungs with a next rung: both gaps exist
-        cand = t[:, :n]
-        trunc = jnp.maximum(
-            jnp.abs(cand - table[level - 1][:, 1 : n + 1]), jnp.abs(cand - t[:, 1 : n + 1])
-        )
-        fmax = fabs[:, :n]
-        for j in range(1, level + 1):
-            fmax = jnp.maximum(fmax, fabs[:, j : j + n])
-        fmax = jnp.maximum(fmax, jnp.abs(cand) * xscale[:, None, None])
-        roundoff = ulps * eps * _weight(level) * fmax / hs[:, :n, None]
-        cands.append(cand)
-        totals.append(trunc + roundoff)
-        tops.append(hs[:, :n])
+    for d, power, levels, fabs, base in ladders:
+        table = [d]
+        for level in range(1, max(levels) + 1):
+            q = _RATIO ** (power * level)
+            table.append((q * table[-1][:, 1:] - table[-1][:, :-1]) / (q - 1.0))
+        for level in levels:
+            t = table[level]
+            n = t.shape[1] - 1  # rungs with a next rung: both gaps exist
+            cand = t[:, :n]
+            trunc = jnp.maximum(
+                jnp.abs(cand - table[level - 1][:, 1 : n + 1]), jnp.abs(cand - t[:, 1 : n + 1])
+            )
+            fmax = fabs[:, :n]
+            for j in range(1, level + 1):
+                fmax = jnp.maximum(fmax, fabs[:, j : j + n])
+            fmax = jnp.maximum(fmax, jnp.abs(cand) * xscale[:, None, None])
+            roundoff = ulps * eps * base * _weight(level, power) * fmax / hs[:, :n, None]
+            cands.append(cand)
+            totals.append(trunc + roundoff)
+            tops.append(hs[:, :n])
     cand = jnp.concatenate(cands, axis=1)
     total = jnp.concatenate(totals, axis=1)
     top = jnp.concatenate(tops, axis=1)

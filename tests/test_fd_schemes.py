@@ -96,3 +96,37 @@ def test_check_grad_catches_smaller_planted_errors(x64, x, caught):
     # before: float64 caught 1e-4 (not 1e-5); float32 missed even 10% at 1/x, x = 0.05
     assert _planted(x64, x, 0.0)
     assert not _planted(x64, x, caught)
+
+
+@pytest.mark.parametrize("x0", [1e-3, 1e-6])
+def test_domain_keeps_log_and_sqrt_inside(x0):
+    f = lambda v: jnp.sum(jnp.log(v) + jnp.sqrt(v))
+    exact = 1 / x0 + 0.5 / np.sqrt(x0)
+    with scoped(x64=True):
+        for scheme, bound in (("adaptive", 1e-12), ("richardson", 1e-3), ("central", 1e-2)):
+            g, err = fd_grad(
+                f, jnp.array([x0]), scheme=scheme, domain=(0.0, None), return_error=True
+            )
+            actual = abs(float(g[0]) - exact)
+            assert actual <= float(err[0]), scheme
+            assert actual / exact < bound, (scheme, actual / exact)
+
+
+def test_domain_one_sided_on_the_bound_and_bad_domains():
+    with scoped(x64=True):
+        cube = lambda v: jnp.sum(v**3)
+        g, err = fd_grad(
+            cube, jnp.array([1.0, -1.0]), scheme="adaptive", domain=(-1.0, 1.0), return_error=True
+        )
+        np.testing.assert_allclose(g, [3.0, 3.0], rtol=1e-12)
+        assert np.all(np.asarray(err) < 1e-10)
+    with pytest.raises(ValueError, match=r"`domain`.*x = 2"):
+        fd_grad(cube, jnp.array([2.0]), domain=(0.0, 1.0))
+    with pytest.raises(ValueError, match="`domain`"):
+        fd_grad(cube, jnp.array([0.3]), domain=(0.5, 0.2))
+    with pytest.raises(ValueError, match=r"boundary of `domain`.*adaptive"):
+        fd_grad(cube, jnp.array([0.0]), domain=(0.0, None))
+    with pytest.raises(TypeError, match="`domain`"):
+        fd_grad(cube, jnp.array([0.0]), domain="positive")
+    with pytest.raises(ValueError, match="complex"):
+        fd_grad(cube, jnp.array([0.5]), scheme="complex", domain=(0.0, 1.0))
