@@ -412,10 +412,7 @@ def output_eps(fun: Callable[..., Any], spec: Spec, dtype: Any) -> float:
     return max(float(jnp.finfo(dtype).eps), float(jnp.finfo(out_dtype).eps))
 
 
-@one_shot_jit(
-    static_argnames=("fun", "spec", "scheme", "want_error", "directional", "user_step", "bounded")
-)
-def _fd_core(
+def _fd_core_impl(
     fun: Callable[..., Any],
     spec: Spec,
     scheme: str,
@@ -462,6 +459,63 @@ def _fd_core(
     if error is not None:
         out["error"] = error
     return out
+
+
+_fd_core = one_shot_jit(
+    static_argnames=("fun", "spec", "scheme", "want_error", "directional", "user_step", "bounded")
+)(_fd_core_impl)
+
+
+@one_shot_jit(static_argnames=("fun", "spec", "scheme", "want_error"))
+def _grad_program(
+    fun: Callable[..., Any], spec: Spec, scheme: str, want_error: bool, leaves: list[jax.Array]
+) -> tuple[Any, Any, jax.Array]:
+    """The whole of a default ``fd_grad`` call in one program: ravel, differences, unravel.
+
+    Returns ``(gradient, error or None, ok)``; ``ok`` is False when anything is not finite
+    (the caller then takes the checked path, which raises the precise error).
+    """
+    flat = jnp.concatenate([jnp.ravel(a).astype(spec.compute_dtype) for a in leaves])
+    empty = jnp.zeros((0,), flat.dtype)
+    res = _fd_core_impl(
+        fun, spec, scheme, want_error, False, False, flat, [], empty, jnp.zeros((), flat.dtype)
+    )
+    ok = jnp.all(jnp.isfinite(flat)) & jnp.all(jnp.isfinite(res["f0"]))
+    ok &= jnp.all(jnp.isfinite(res["value"]))
+    value = _unravel_out(spec, res["value"][:, 0])
+    error = None
+    if want_error:
+        ok &= jnp.all(jnp.isfinite(res["error"]))
+        error = _unravel_out(spec, res["error"][:, 0])
+    return value, error, ok
+
+
+# (fun, treedef, shapes and dtypes, scheme, return_error, x64) -> Spec, for calls that passed
+# the checked path once: later calls skip the host-side checks (tens of microseconds warm).
+_FAST_SPECS: dict[Any, Spec] = {}
+_FAST_MAX = 512
+
+
+def _fast_key(
+    fun: Any, x: Any, scheme: Any, return_error: Any
+) -> tuple[Any | None, list[Any]] | None:
+    """The fast-path key and the leaves, or None when the call needs the checked path."""
+    if not isinstance(scheme, str) or not isinstance(return_error, bool):
+        return None
+    leaves, treedef = jax.tree_util.tree_flatten(x)
+    sig = []
+    for leaf in leaves:
+        if not isinstance(leaf, jax.Array) or leaf.dtype not in (np.float32, np.float64):
+            return None
+        sig.append((leaf.shape, leaf.dtype, leaf.weak_type))
+    if any(weak for _, _, weak in sig):  # jit compiles weak-typed leaves separately:
+        return None, leaves  # checked path only (it runs the strong-typed program)
+    key = (fun, treedef, tuple(sig), scheme, return_error, bool(jax.config.read("jax_enable_x64")))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key, leaves
 
 
 def _special_core(
@@ -808,10 +862,28 @@ def fd_grad(
       >>> print(jnp.round(g, 4))
       [1.3619 0.1919]
     """
+    fast = _fast_key(fun, x, scheme, return_error) if step is None and domain is None else None
+    if fast is not None and fast[0] is not None and fast[0] in _FAST_SPECS:
+        value, error, ok = _grad_program(fun, _FAST_SPECS[fast[0]], scheme, return_error, fast[1])
+        if bool(ok):
+            return (value, error) if return_error else value
     return_error = check_bool("return_error", return_error)
     spec, flat, others, scheme, step = _prepare(fun, x, scheme, step)
     bounds = check_domain(spec, flat, scheme, domain)
     check_outputs(fun, spec, scalar=True, caller="fd_grad")
+    if fast is not None and all(leaf.is_float for leaf in spec.leaves):
+        # host pieces of the checked flat vector: strong-typed, so a weak-typed x (jnp.full(5,
+        # 0.1)) runs the same compiled program as a strong one
+        host, pieces, pos = np.asarray(flat), [], 0
+        for leaf in spec.leaves:
+            size = math.prod(leaf.shape)
+            pieces.append(host[pos : pos + size].reshape(leaf.shape).astype(leaf.dtype))
+            pos += size
+        value, error, ok = _grad_program(fun, spec, scheme, return_error, pieces)
+        if bool(ok):
+            if fast[0] is not None and len(_FAST_SPECS) < _FAST_MAX:
+                _FAST_SPECS[fast[0]] = spec
+            return (value, error) if return_error else value
     res = run_core(
         fun, spec, flat, others, scheme=scheme, step=step, want_error=return_error, bounds=bounds
     )

@@ -130,3 +130,13 @@ def test_domain_one_sided_on_the_bound_and_bad_domains():
         fd_grad(cube, jnp.array([0.0]), domain="positive")
     with pytest.raises(ValueError, match="complex"):
         fd_grad(cube, jnp.array([0.5]), scheme="complex", domain=(0.0, 1.0))
+
+
+def test_warm_fast_path_keeps_every_check():
+    f = lambda v: jnp.sum(jnp.log(v))
+    np.testing.assert_allclose(fd_grad(f, jnp.array([1.0, 2.0])), [1.0, 0.5], rtol=1e-4)
+    np.testing.assert_allclose(fd_grad(f, jnp.array([4.0, 2.0])), [0.25, 0.5], rtol=1e-4)
+    with pytest.raises(ValueError, match="finite near `x`"):  # log(1e-9 - h) is NaN
+        fd_grad(f, jnp.array([1e-9, 2.0]))
+    with pytest.raises(ValueError, match="`x` to be finite"):
+        fd_grad(f, jnp.array([np.nan, 2.0]))
