@@ -332,9 +332,10 @@ def _escalate_core(
     eps = _fd.output_eps(fun, spec, x.dtype)
     f_flat = _fd.flat_function(fun, spec, others, x.dtype)
     f0 = f_flat(x)[0]
-    # eps**(1/5): the kink test's one-sided gaps need steps that stay small (eps**(1/7) is
-    # 0.1 in float32 and would step across the pole of 1/x at x = 0.05)
-    h0 = float(jnp.finfo(x.dtype).eps) ** 0.2 * _fd.coordinate_scale(x)
+    # eps**(1/5) * max(1, |x|) as before, an independent second reference next to the ladder
+    # (the kink test's one-sided gaps need steps that stay small: eps**(1/7) is 0.1 in
+    # float32 and would step across the pole of 1/x at x = 0.05)
+    h0 = float(jnp.finfo(x.dtype).eps) ** 0.2 * jnp.maximum(1.0, jnp.abs(x))
     h = ((x + h0) - x)[coords]
     vals = _fd.stencil_values(f_flat, x, _ESCALATE_OFFSETS, h, coords=coords)[:, :, 0]
     value, trunc = _fd.richardson(vals[:, :, None], h[:, None])
@@ -356,10 +357,15 @@ def _escalate_core(
         _fd._ROUNDOFF_ULPS,
     )
     r_err = trunc[:, 0] + roundoff
-    use_ladder = jnp.isfinite(a_err[:, 0]) & ~(a_err[:, 0] >= r_err)
+    a_v, a_e, r_v = a_val[:, 0], a_err[:, 0], value[:, 0]
+    # two independent references: where they disagree beyond both estimates, one estimate
+    # is wrong, so the gap between them is the error (never a confident wrong reference)
+    agree = jnp.abs(a_v - r_v) <= a_e + r_err
+    use_ladder = jnp.isfinite(a_e) & ~(a_e >= r_err)
+    err = jnp.where(use_ladder, a_e, r_err)
     return {
-        "fd": jnp.where(use_ladder, a_val[:, 0], value[:, 0]),
-        "err": jnp.where(use_ladder, a_err[:, 0], r_err),
+        "fd": jnp.where(use_ladder, a_v, r_v),
+        "err": jnp.where(agree | ~jnp.isfinite(a_e), err, jnp.maximum(err, jnp.abs(a_v - r_v))),
         "gap1": jnp.abs(fwd1 - bwd1),
         "gap4": jnp.abs(fwd4 - bwd4),
         "fwd": fwd4,
