@@ -6,7 +6,9 @@ as a hand-derived formula) with finite differences.
 * ``mode="full"`` checks every element. One jitted call evaluates the autodiff gradient and
   the central differences :math:`f(x \pm h_i e_i)` of all elements. Elements outside the
   first tolerance are re-measured (one more jitted call, only on those elements) with
-  Richardson extrapolation over :math:`h, h/2, h/4`, whose error estimate decides; the same
+  Richardson extrapolation over :math:`h, h/2, h/4` and the adaptive ladder of
+  :mod:`funcdiff._fd_adaptive`; the smaller error estimate decides (their gap where they
+  disagree beyond both); the same
   call compares one-sided differences at :math:`h` and :math:`h/4` to tell a kink (their gap
   does not shrink with the step) from a wrong gradient.
 * ``mode="directional"`` checks ``num_directions`` random directions :math:`u_j`: the JVP
@@ -15,8 +17,8 @@ as a hand-derived formula) with finite differences.
   :math:`\langle \nabla f, u\rangle = J u` between them, each scaled by the size of the
   derivative (:math:`\max(|D_{fd}|, \|\nabla f\|\|u\|/\sqrt{n})`), not by the size of the array.
 
-Default tolerance, per element: ``safety * fd_error + rtol * scale + atol`` with ``rtol`` 1e-3
-(float32) or 1e-6 (float64) and ``atol`` a round-off floor; explicit ``rtol``/``atol`` replace
+Default tolerance, per element: ``safety * fd_error + rtol * scale + atol`` with ``rtol`` 1e-4
+(float32) or 1e-8 (float64) and ``atol`` a round-off floor; explicit ``rtol``/``atol`` replace
 the dtype defaults (the FD error estimate is always added).
 """
 
@@ -492,7 +494,7 @@ def check_grad(
         directions: JVP, VJP and their transpose identity).
       num_directions: directions for ``mode="directional"``, >= 1.
       key: PRNG key (or int seed) for the directions; ``None`` means ``jax.random.key(0)``.
-      rtol: relative tolerance; ``None``: 1e-3 in float32, 1e-6 in float64.
+      rtol: relative tolerance; ``None``: 1e-4 in float32, 1e-8 in float64.
       atol: absolute tolerance floor; ``None``: ``10 * eps * max(1, max|grad|)``. The
         finite-difference error estimate (times 4) is always added to the tolerance.
 
