@@ -11,14 +11,18 @@ Schemes, with :math:`D` the derivative along :math:`e` (a coordinate or a direct
 * ``"forward"``: :math:`(f(x+he) - f(x))/h`, error :math:`O(h)`.
 * ``"backward"``: :math:`(f(x) - f(x-he))/h`, error :math:`O(h)`.
 * ``"central"``: :math:`(f(x+he) - f(x-he))/2h`, error :math:`O(h^2)`.
-* ``"richardson"``: :math:`(4D_c(h/4) - D_c(h/2))/3`, error :math:`O(h^4)`, estimated by the
-  previous extrapolation :math:`|R_2 - R_1|`, :math:`R_1 = (4D_c(h/2) - D_c(h))/3`.
+* ``"richardson"``: central differences at :math:`h, h/2, h/4` extrapolated twice,
+  :math:`S = (16R_2 - R_1)/15` with :math:`R_k` the O(h^4) level; error :math:`O(h^6)`,
+  estimated by the last two levels :math:`|S - R_2|` (the largest gap of the table where the
+  steps are not in the asymptotic regime).
+* ``"adaptive"`` and ``"complex"``: see :mod:`funcdiff._fd_adaptive` (a 24-step ladder with
+  per-coordinate selection by estimated error; the complex step).
 
-Default steps are per element and dtype-aware: :math:`h_i = \epsilon^{p}\max(1, |x_i|)` with
-:math:`p = 1/2` (one-sided), :math:`1/3` (central), :math:`1/5` (Richardson), rounded so that
-:math:`x_i + h_i` is exactly representable. The error estimate (``return_error=True``) is a
-truncation estimate from a second level of step :math:`h/2` plus a round-off bound
-:math:`c\,\epsilon\max|f|/h`.
+Default steps are per element and dtype-aware: :math:`h_i = \epsilon^{p}\max(|x_i|, s)` with
+:math:`p = 1/2` (one-sided), :math:`1/3` (central), :math:`1/7` (Richardson; 1/5 in float32),
+the floor :math:`s` 2^-7 in float64 and 1 in float32, rounded so that :math:`x_i + h_i` is
+exactly representable. The error estimate (``return_error=True``) is a truncation estimate from
+a second level plus a round-off bound :math:`c\,\epsilon\max(\max|f|, |D||x_i|)/h`.
 """
 
 from __future__ import annotations
@@ -848,9 +852,14 @@ def fd_grad(
       fun: a scalar function of ``x``.
       x: an array or a pytree of float arrays. float16/bfloat16 leaves are upcast to float32
         with a warning; their derivatives are computed and returned in float32.
-      scheme: ``"forward"``, ``"backward"``, ``"central"`` or ``"richardson"``.
-      step: ``None`` for a dtype-aware step per element (``eps**p * max(1, |x_i|)``), or a float
-        step used for every element as given.
+      scheme: ``"forward"``, ``"backward"``, ``"central"``, ``"richardson"`` (O(h^6), 6
+        evaluations per element), ``"adaptive"`` (best of a 24-step ladder per element, 48
+        evaluations; the most accurate in real arithmetic) or ``"complex"`` (``Im f(x+ih)/h``,
+        1 evaluation, machine precision; only for functions holomorphic in ``x``, refused
+        with a ValueError naming the operation otherwise).
+      step: ``None`` for a dtype-aware step per element (``eps**p * max(|x_i|, floor)``), or a
+        float step used for every element as given (the top of the ladder for
+        ``"adaptive"``, ``h`` for ``"complex"``).
       return_error: also return an error estimate (truncation from a second step level plus a
         round-off bound), with the same structure as the gradient.
       domain: ``(low, high)``, each None, a float or a pytree shaped like ``x``: the interval
