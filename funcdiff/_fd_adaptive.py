@@ -1,13 +1,17 @@
 r"""The ``adaptive`` and ``complex`` finite-difference schemes (traced inside ``_fd``'s core).
 
-``adaptive``: central differences on a ladder of :data:`LADDER_LEVELS` steps
-:math:`h_k = h_0 4^{-k}` per coordinate (or direction), :math:`h_0 = \tfrac12\max(1, |x_i|)`,
-all evaluated in the same vmapped call. Two Richardson levels per rung,
-:math:`R_k = (16D_{k+1} - D_k)/15` (O(h⁴)) and :math:`S_k = (256R_{k+1} - R_k)/255` (O(h⁶));
-each :math:`S_k` gets the estimate ``max(|S_k - R_{k+1}|, |S_k - S_{k+1}|)`` plus a round-off
-bound, and the rung with the smallest estimate wins, per coordinate and output. Rungs that
+``adaptive``: central differences on a ladder of :data:`LADDER_LEVELS` (24) steps
+:math:`h_k = h_0 2^{-k}` per coordinate (or direction), :math:`h_0 = \tfrac12\max(1, |x_i|)`,
+all evaluated in the same vmapped call (48 evaluations per coordinate). A Richardson table on
+the ladder, :math:`T^{(l)}_k = (4^l T^{(l-1)}_{k+1} - T^{(l-1)}_k)/(4^l - 1)`; every entry of
+levels 2 and 3 (O(h⁶), O(h⁸)) is a candidate with the estimate
+``max(|T_k - T^{(l-1)}_{k+1}|, |T_k - T_{k+1}|)`` plus a round-off bound (exact weights of the
+combination), and the candidate with the smallest estimate wins, per coordinate and output.
+The chosen estimate is then floored by the noise measured on the rungs below it. Rungs that
 step across a pole or out of the domain give NaN or a large gap and lose; rungs lost in
-rounding (``x + h == x``) are skipped. numdifftools' idea, as one compiled program.
+rounding (``x + h == x``) are skipped, and so are windows where ``f(x+h) == f(x-h)`` bitwise
+while other rungs see a change. With a ``domain``, one-sided ladders (Richardson in powers of
+2, levels 2–4) join the candidates. numdifftools' idea, as one compiled program.
 
 ``complex``: :math:`\operatorname{Im} f(x + ihe_i)/h` with :math:`h = 10^{-20}\max(1, |x_i|)`:
 no subtraction, so machine precision for real-analytic ``f``. Applies only when ``f``
