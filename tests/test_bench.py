@@ -30,6 +30,8 @@ IMPLS = {
     "jax-check-grads",
     "numpy-pass",
     "jax-jit",
+    "numdifftools",
+    "scipy-differentiate",
 }
 MACHINE = ("cpu", "cores", "memory", "device", "python", "jax", "jaxlib", "optax", "torch")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from funcdiff._bench.cases import (
     bootstrap,
+    fd_accuracy,
     gradcheck,
     parity,
     port,
@@ -15,4 +16,7 @@ from funcdiff._bench.cases import (
 
 __all__ = ["CASES"]
 
-CASES = {m.NAME: m for m in (seed_grad, regression, gradcheck, bootstrap, parity, port, startup)}
+CASES = {
+    m.NAME: m
+    for m in (seed_grad, regression, gradcheck, fd_accuracy, bootstrap, parity, port, startup)
+}

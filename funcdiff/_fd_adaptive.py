@@ -1,0 +1,290 @@
+r"""The ``adaptive`` and ``complex`` finite-difference schemes (traced inside ``_fd``'s core).
+
+``adaptive``: central differences on a ladder of :data:`LADDER_LEVELS` (24) steps
+:math:`h_k = h_0 2^{-k}` per coordinate (or direction), :math:`h_0 = \tfrac12\max(1, |x_i|)`,
+all evaluated in the same vmapped call (48 evaluations per coordinate). A Richardson table on
+the ladder, :math:`T^{(l)}_k = (4^l T^{(l-1)}_{k+1} - T^{(l-1)}_k)/(4^l - 1)`; every entry of
+levels 2 and 3 (O(h⁶), O(h⁸)) is a candidate with the estimate
+``max(|T_k - T^{(l-1)}_{k+1}|, |T_k - T_{k+1}|)`` plus a round-off bound (exact weights of the
+combination), and the candidate with the smallest estimate wins, per coordinate and output.
+The chosen estimate is then floored by the noise measured on the rungs below it. Rungs that
+step across a pole or out of the domain give NaN or a large gap and lose; rungs lost in
+rounding (``x + h == x``) are skipped, and so are windows where ``f(x+h) == f(x-h)`` bitwise
+while other rungs see a change. With a ``domain``, one-sided ladders (Richardson in powers of
+2, levels 2–4) join the candidates. numdifftools' idea, as one compiled program.
+
+``complex``: :math:`\operatorname{Im} f(x + ihe_i)/h` with :math:`h = 10^{-20}\max(1, |x_i|)`:
+no subtraction, so machine precision for real-analytic ``f``. Applies only when ``f``
+uses holomorphic operations on the perturbed input; :func:`holomorphic_problem` walks the
+jaxpr and names the first operation that is not (``abs``, ``max``, comparisons, ``real``, a
+cast to a real dtype, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["LADDER_LEVELS", "adaptive", "complex_step", "holomorphic_problem"]
+
+LADDER_LEVELS = 24
+_RATIO = 2.0
+LEVELS = (2, 3)  # central Richardson levels offered as candidates: O(h^6) and O(h^8)
+ONE_SIDED_LEVELS = (2, 3, 4)  # one-sided (near a domain bound): O(h^3) to O(h^5)
+
+
+def _weight(level: int, power: int = 2) -> float:
+    """Round-off amplification of a level-``level`` value, in units of eps * max|f| / h_k.
+
+    The value is ``sum_j w_j D_{k+j}`` and ``D`` at step ``h_k r**-j`` carries round-off
+    ``eps max|f| r**j / h_k``; returns ``sum_j |w_j| r**j``.
+    """
+    w = [1.0]
+    for lev in range(1, level + 1):
+        q = _RATIO ** (power * lev)
+        w = [(q * b - a) / (q - 1.0) for a, b in zip([*w, 0.0], [0.0, *w], strict=True)]
+    return sum(abs(c) * _RATIO**j for j, c in enumerate(w))
+
+
+COMPLEX_STEP = 1e-20
+
+# Primitives that are not holomorphic (or not even defined) on a complex input.
+_NOT_HOLOMORPHIC = frozenset(
+    {
+        "abs",
+        "sign",
+        "max",
+        "min",
+        "reduce_max",
+        "reduce_min",
+        "argmax",
+        "argmin",
+        "cummax",
+        "cummin",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "eq",
+        "ne",
+        "real",
+        "imag",
+        "conj",
+        "floor",
+        "ceil",
+        "round",
+        "clamp",
+        "sort",
+        "rem",
+        "is_finite",
+        "nextafter",
+        "reduce_precision",
+        "stop_gradient",
+    }
+)
+
+
+def ladder_steps(x: jax.Array, top: jax.Array, coords: jax.Array | None) -> jax.Array:
+    """(m, K) steps ``top_i * 4**-k``, rounded so that ``x_i + h`` is exact when ``coords``."""
+    k = jnp.arange(LADDER_LEVELS, dtype=x.dtype)
+    h = top[:, None] * _RATIO ** (-k)[None, :]
+    if coords is None:
+        return h
+    xi = x[coords][:, None]
+    return (xi + h) - xi
+
+
+def adaptive(
+    values: Callable[[jax.Array, jax.Array], jax.Array],
+    f0: jax.Array,
+    h: jax.Array,
+    eps: float,
+    xscale: jax.Array,
+    ulps: float,
+    *,
+    room: tuple[jax.Array, jax.Array] | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Best extrapolated derivative per (index, output) over the ladder.
+
+    Args:
+      values: maps flat steps (m*K,) and offsets (+1 or -1 each) to values (m*K, p).
+      f0: f(x), shape (p,).
+      h: (m, K) ladder of steps.
+      eps: machine epsilon of the output.
+      xscale: (m,) ``|x_i|`` (round-off of f at x is at least ``|f'| |x_i| eps``).
+      ulps: round-off of one function value, in ulps.
+      room: ``(up, down)``, (m,) distances from x to the domain's upper and lower bounds.
+        Rungs that would leave the domain are not evaluated there; one-sided (forward and
+        backward) ladders are offered as candidates too.
+
+    Returns:
+      ``(value, error, step)``: (m, p), (m, p), (m,) (the largest step of the chosen
+      candidate, output 0).
+    """
+    m, k = h.shape
+    ok = h > 0
+    hs = jnp.where(ok, h, 1.0)
+    ok_p = ok if room is None else ok & (hs < room[0][:, None])
+    ok_m = ok if room is None else ok & (hs < room[1][:, None])
+    # a side that would leave the domain is evaluated at x (step 0) and masked
+    vp = values(jnp.where(ok_p, hs, 0.0).reshape(-1), jnp.ones(m * k, hs.dtype))
+    vm = values(jnp.where(ok_m, hs, 0.0).reshape(-1), -jnp.ones(m * k, hs.dtype))
+    vp, vm = vp.reshape(m, k, -1), vm.reshape(m, k, -1)
+    both = (ok_p & ok_m)[:, :, None]
+    central = jnp.where(both, (vp - vm) / (2.0 * hs[:, :, None]), jnp.nan)
+    fabs_p = jnp.maximum(jnp.abs(vp), jnp.abs(f0))
+    fabs_m = jnp.maximum(jnp.abs(vm), jnp.abs(f0))
+    ladders: list[tuple[jax.Array, int, tuple[int, ...], jax.Array, float]] = [
+        (central, 2, LEVELS, jnp.maximum(fabs_p, fabs_m), 1.0)
+    ]
+    if room is not None:
+        fwd = jnp.where(ok_p[:, :, None], (vp - f0) / hs[:, :, None], jnp.nan)
+        bwd = jnp.where(ok_m[:, :, None], (f0 - vm) / hs[:, :, None], jnp.nan)
+        ladders += [
+            (fwd, 1, ONE_SIDED_LEVELS, fabs_p, 2.0),
+            (bwd, 1, ONE_SIDED_LEVELS, fabs_m, 2.0),
+        ]
+    cands, totals, tops, bottoms, weights = [], [], [], [], []
+    for d, power, levels, fabs, base in ladders:
+        # f(x + h) == f(x - h) bitwise on rungs where another rung sees a change: the
+        # derivative is below what f's rounding resolves there (tanh(100 x) saturated inside
+        # a sum that cancels to ~0, so |f| says nothing about the round-off); such windows
+        # are not candidates
+        zero = d == 0.0
+        moved = jnp.any((d != 0.0) & jnp.isfinite(d), axis=1, keepdims=True)
+        table = [d]
+        for level in range(1, max(levels) + 1):
+            q = _RATIO ** (power * level)
+            table.append((q * table[-1][:, 1:] - table[-1][:, :-1]) / (q - 1.0))
+        for level in levels:
+            t = table[level]
+            n = t.shape[1] - 1  # rungs with a next rung: both gaps exist
+            cand = t[:, :n]
+            trunc = jnp.maximum(
+                jnp.abs(cand - table[level - 1][:, 1 : n + 1]), jnp.abs(cand - t[:, 1 : n + 1])
+            )
+            fmax = fabs[:, :n]
+            for j in range(1, level + 1):
+                fmax = jnp.maximum(fmax, fabs[:, j : j + n])
+            fmax = jnp.maximum(fmax, jnp.abs(cand) * xscale[:, None, None])
+            roundoff = ulps * eps * base * _weight(level, power) * fmax / hs[:, :n, None]
+            flat = zero[:, :n]
+            for j in range(1, level + 2):
+                flat = flat & zero[:, j : j + n]
+            cands.append(cand)
+            totals.append(jnp.where(flat & moved, jnp.inf, trunc + roundoff))
+            tops.append(hs[:, :n])
+            bottoms.append(np.arange(n) + level + 1)
+            weights.append(np.full(n, base * _weight(level, power)))
+    cand = jnp.concatenate(cands, axis=1)
+    total = jnp.concatenate(totals, axis=1)
+    top = jnp.concatenate(tops, axis=1)
+    total = jnp.where(jnp.isfinite(total) & jnp.isfinite(cand), total, jnp.inf)
+    best = jnp.argmin(total, axis=1)  # (m, p)
+    value = jnp.take_along_axis(cand, best[:, None], axis=1)[:, 0]
+    error = jnp.take_along_axis(total, best[:, None], axis=1)[:, 0]
+    value = jnp.where(jnp.isfinite(error), value, jnp.nan)
+    step = jnp.take_along_axis(top, best[:, :1], axis=1)[:, 0]
+    # Measured noise: central differences on rungs below the chosen window are dominated by
+    # f's rounding, |D_k - value| h_k ~ noise; the bound above uses max|f|, which says nothing
+    # when f is a sum that cancels to ~0. The error is at least 2 W noise / h of the choice.
+    bottom = jnp.asarray(np.concatenate(bottoms))[best]  # (m, p)
+    weight = jnp.asarray(np.concatenate(weights), dtype=hs.dtype)[best]
+    below = jnp.arange(k)[None, :, None] > bottom[:, None, :]  # (m, K, p)
+    dev = jnp.abs(central - value[:, None, :]) * hs[:, :, None]
+    noise = jnp.max(jnp.where(below & jnp.isfinite(dev), dev, 0.0), axis=1)
+    error = jnp.maximum(error, 2.0 * weight * noise / step[:, None])
+    return value, error, step
+
+
+def complex_step(
+    f_complex: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    h: jax.Array,
+    f0: jax.Array,
+    eps: float,
+    ulps: float,
+    *,
+    dirs: jax.Array | None = None,
+    chunk: int,
+) -> tuple[jax.Array, jax.Array]:
+    """``Im f(x + i h e_i) / h`` for every coordinate (or row of ``dirs``): value, error."""
+    n = x.shape[0]
+    cdtype = jnp.result_type(x.dtype, jnp.complex64)
+    xc = x.astype(cdtype)
+    m = n if dirs is None else dirs.shape[0]
+    lanes = jnp.arange(n)
+
+    def one(i: jax.Array) -> jax.Array:
+        if dirs is None:
+            pert = jnp.where(lanes == i, 1j * h[i], 0.0).astype(cdtype)
+        else:
+            pert = (1j * h[i] * dirs[i]).astype(cdtype)
+        return jnp.imag(f_complex(xc + pert)) / h[i]
+
+    idx = jnp.arange(m)
+    value = jax.vmap(one)(idx) if chunk >= m else jax.lax.map(one, idx, batch_size=chunk)
+    scale = jnp.maximum(1.0, jnp.abs(x)) if dirs is None else jnp.ones((m,), x.dtype)
+    error = ulps * eps * (jnp.abs(value) + jnp.abs(f0)[None, :] / scale[:, None])
+    return value, error
+
+
+def holomorphic_problem(f_complex: Callable[[jax.Array], jax.Array], xc: Any) -> str | None:
+    """The first non-holomorphic operation ``f_complex`` applies to its input, or None.
+
+    Walks the jaxpr (and nested jaxprs: jit, custom_jvp, cond, scan, while) following which
+    values depend on the input; an operation from the deny list, or a cast of a complex value
+    to a real dtype, on such a value is reported as ``"abs"``, ``"convert to float64"``, ...
+    """
+    closed = jax.make_jaxpr(f_complex)(xc)
+    out_dtypes = [v.aval.dtype for v in closed.jaxpr.outvars]
+    problem = _walk(closed.jaxpr, [True] * len(closed.jaxpr.invars))
+    if problem is not None:
+        return problem
+    for dt in out_dtypes:
+        if not jnp.issubdtype(dt, jnp.complexfloating):
+            return f"a real ({dt}) output"
+    return None
+
+
+def _sub_jaxprs(params: dict[str, Any]) -> list[Any]:
+    out = []
+    for value in params.values():
+        for item in value if isinstance(value, list | tuple) else (value,):
+            jaxpr = getattr(item, "jaxpr", item)
+            if hasattr(jaxpr, "eqns") and hasattr(jaxpr, "invars"):
+                out.append(jaxpr)
+    return out
+
+
+def _walk(jaxpr: Any, tainted_in: list[bool]) -> str | None:
+    tainted = {v for v, t in zip(jaxpr.invars, tainted_in, strict=False) if t}
+    for eqn in jaxpr.eqns:
+        hit = any(_is_var(v) and v in tainted for v in eqn.invars)
+        if not hit:
+            continue
+        name = eqn.primitive.name
+        if name in _NOT_HOLOMORPHIC:
+            return name
+        if name == "convert_element_type":
+            src = eqn.invars[0].aval.dtype
+            dst = eqn.params.get("new_dtype")
+            if jnp.issubdtype(src, jnp.complexfloating) and not jnp.issubdtype(
+                dst, jnp.complexfloating
+            ):
+                return f"convert to {dst}"
+        for sub in _sub_jaxprs(eqn.params):
+            problem = _walk(sub, [True] * len(sub.invars))
+            if problem is not None:
+                return problem
+        tainted.update(eqn.outvars)
+    return None
+
+
+def _is_var(v: Any) -> bool:
+    """A jaxpr variable (literals carry a ``val`` and are never tainted)."""
+    return not hasattr(v, "val")

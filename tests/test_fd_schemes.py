@@ -1,0 +1,142 @@
+"""Tests for the accurate schemes (issue 13): scale-aware steps, O(h^6) Richardson, the
+adaptive ladder, the complex step, and check_grad's sharper reference."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from funcdiff import check_grad, fd_grad, fd_jacobian, fd_jvp, scoped
+
+CASES = [  # (name, f, x, f')
+    ("exp", jnp.exp, 1.0, np.exp(1.0)),
+    ("1/x near 0", lambda x: 1.0 / x, 0.01, -1e4),
+    ("log near 0", jnp.log, 0.01, 100.0),
+    ("x**99", lambda x: x**99, 1.01, 99 * 1.01**98),
+    ("tanh(100x)", lambda x: jnp.tanh(100 * x), 0.005, 100 / np.cosh(0.5) ** 2),
+]
+
+
+def _rel(fun, x, exact, scheme):
+    g, err = fd_grad(lambda v: jnp.sum(fun(v)), jnp.array([x]), scheme=scheme, return_error=True)
+    actual = abs(float(g[0]) - exact)
+    assert actual <= float(err[0]), "the error estimate must bound the true error"
+    return actual / abs(exact)
+
+
+@pytest.mark.parametrize(("scheme", "bound"), [("richardson", 1e-7), ("adaptive", 1e-11)])
+def test_richardson_and_adaptive_accuracy_float64(scheme, bound):
+    with scoped(x64=True):
+        rel = {name: _rel(f, x, d, scheme) for name, f, x, d in CASES}
+    # richardson was 1e-3 at x = 0.01 (steps eps^(1/5) * max(1, |x|): h/x = 0.07)
+    assert max(rel.values()) < bound, rel  # richardson's worst: x**99 (scale 1/99), 9e-8
+    assert rel["1/x near 0"] < 1e-12 and rel["log near 0"] < 1e-11, rel
+
+
+def test_complex_step_is_machine_precision():
+    with scoped(x64=True):
+        rel = {name: _rel(f, x, d, "complex") for name, f, x, d in CASES}
+        assert max(rel.values()) <= 1e-15, rel
+        jac = fd_jacobian(lambda v: jnp.sin(v) * v[0], jnp.array([0.3, 2.0]), scheme="complex")
+        np.testing.assert_allclose(
+            jac, jax.jacobian(lambda v: jnp.sin(v) * v[0])(jnp.array([0.3, 2.0])), rtol=1e-15
+        )
+
+
+@pytest.mark.parametrize(
+    ("fun", "what"),
+    [
+        (lambda x: jnp.sum(jnp.abs(x)), "abs"),
+        (lambda x: jnp.sum(jnp.maximum(x, 0.5)), "max"),
+        (lambda x: jnp.sum(jnp.where(x > 0, x, -x)), "applied"),
+        (lambda x: jnp.sum(x.real**2), "real"),
+    ],
+)
+def test_complex_step_refuses_non_holomorphic(fun, what):
+    with pytest.raises(ValueError, match=rf"holomorphic.*{what}"):
+        fd_grad(fun, jnp.ones(3), scheme="complex")
+
+
+def test_complex_step_refuses_half_and_int():
+    with pytest.raises(TypeError, match="float16"):
+        fd_grad(jnp.sum, jnp.ones(3, jnp.float16), scheme="complex")
+    with pytest.raises(TypeError, match="int"):
+        fd_grad(jnp.sum, jnp.ones(3, jnp.int32), scheme="complex")
+
+
+def test_adaptive_skips_rungs_across_the_pole_and_along_directions():
+    with scoped(x64=True):
+        # the ladder's top rungs (h = 0.5) step across 0: they lose on their estimate
+        assert _rel(lambda x: 1.0 / x, 1e-3, -1e6, "adaptive") < 1e-9
+        jv = fd_jvp(jnp.exp, jnp.array([0.5, 1.0]), jnp.array([1.0, -2.0]), scheme="adaptive")
+        np.testing.assert_allclose(jv, np.exp([0.5, 1.0]) * [1.0, -2.0], rtol=1e-11)
+
+
+def test_check_grad_float32_false_alarm_is_gone():
+    # autodiff 288.87 is right; the old central/Richardson reference gave 26.1 (WRONG)
+    r = check_grad(lambda x: jnp.sum(jnp.sin(x) * x), jnp.array([289.0], jnp.float32))
+    assert r.ok, str(r)
+
+
+def _planted(x64, x, delta):
+    f = lambda v: jnp.sum(jnp.sin(v) * v) + jnp.sum(1.0 / v)
+    g = jax.grad(f)
+    with scoped(x64=x64):
+        plant = lambda v: g(v) * (1 + delta * (jnp.arange(3) == 1))
+        return check_grad(f, jnp.asarray(x), grad=plant).ok
+
+
+@pytest.mark.parametrize(
+    ("x64", "x", "caught"),
+    [(True, [289.0, 0.01, 3.0], 1e-5), (False, [2.0, 0.05, 3.0], 1e-2)],
+)
+def test_check_grad_catches_smaller_planted_errors(x64, x, caught):
+    # before: float64 caught 1e-4 (not 1e-5); float32 missed even 10% at 1/x, x = 0.05
+    assert _planted(x64, x, 0.0)
+    assert not _planted(x64, x, caught)
+
+
+@pytest.mark.parametrize("x0", [1e-3, 1e-6])
+def test_domain_keeps_log_and_sqrt_inside(x0):
+    f = lambda v: jnp.sum(jnp.log(v) + jnp.sqrt(v))
+    exact = 1 / x0 + 0.5 / np.sqrt(x0)
+    with scoped(x64=True):
+        for scheme, bound in (("adaptive", 1e-12), ("richardson", 1e-3), ("central", 1e-2)):
+            g, err = fd_grad(
+                f, jnp.array([x0]), scheme=scheme, domain=(0.0, None), return_error=True
+            )
+            actual = abs(float(g[0]) - exact)
+            assert actual <= float(err[0]), scheme
+            assert actual / exact < bound, (scheme, actual / exact)
+
+
+def test_domain_one_sided_on_the_bound_and_bad_domains():
+    with scoped(x64=True):
+        cube = lambda v: jnp.sum(v**3)
+        g, err = fd_grad(
+            cube, jnp.array([1.0, -1.0]), scheme="adaptive", domain=(-1.0, 1.0), return_error=True
+        )
+        np.testing.assert_allclose(g, [3.0, 3.0], rtol=1e-12)
+        assert np.all(np.asarray(err) < 1e-10)
+    with pytest.raises(ValueError, match=r"`domain`.*x = 2"):
+        fd_grad(cube, jnp.array([2.0]), domain=(0.0, 1.0))
+    with pytest.raises(ValueError, match="`domain`"):
+        fd_grad(cube, jnp.array([0.3]), domain=(0.5, 0.2))
+    with pytest.raises(ValueError, match=r"boundary of `domain`.*adaptive"):
+        fd_grad(cube, jnp.array([0.0]), domain=(0.0, None))
+    with pytest.raises(TypeError, match="`domain`"):
+        fd_grad(cube, jnp.array([0.0]), domain="positive")
+    with pytest.raises(ValueError, match="complex"):
+        fd_grad(cube, jnp.array([0.5]), scheme="complex", domain=(0.0, 1.0))
+
+
+def test_warm_fast_path_keeps_every_check():
+    f = lambda v: jnp.sum(jnp.log(v))
+    np.testing.assert_allclose(fd_grad(f, jnp.array([1.0, 2.0])), [1.0, 0.5], rtol=1e-4)
+    np.testing.assert_allclose(fd_grad(f, jnp.array([4.0, 2.0])), [0.25, 0.5], rtol=1e-4)
+    with pytest.raises(ValueError, match="finite near `x`"):  # log(1e-9 - h) is NaN
+        fd_grad(f, jnp.array([1e-9, 2.0]))
+    with pytest.raises(ValueError, match="`x` to be finite"):
+        fd_grad(f, jnp.array([np.nan, 2.0]))
