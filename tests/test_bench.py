@@ -316,3 +316,10 @@ def test_port_case_is_skipped_at_the_tiny_level(tiny_run):
     assert "not run at level 'tiny'" in skip.note and not [
         r for r in report.records if r.case == "port"
     ]
+
+
+def test_cli_help_lists_every_case():
+    from funcdiff._bench.cases import CASES
+    from funcdiff._cli import bench as bench_cli
+
+    assert set(bench_cli._CASES) == set(CASES)
