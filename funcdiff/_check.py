@@ -126,6 +126,17 @@ class GradCheckResult:
       scheme: how the finite differences were taken.
       autodiff: what the autodiff side is (``"jax.grad(fun)"`` or the ``grad`` callable).
       message: why the check failed when it failed outside the comparison (NaN/inf), or notes.
+
+    Examples:
+      >>> import jax.numpy as jnp, funcdiff
+      >>> from funcdiff import seed
+      >>> x = jnp.array([0.5, 0.75])
+      >>> funcdiff.check_grad(seed.composite, x).ok
+      True
+      >>> off = lambda x: seed.manual_grad(x) * jnp.array([1.0, 1.01])  # 1 % off in x[1]
+      >>> bad = funcdiff.check_grad(seed.composite, x, grad=off)
+      >>> bad.ok, bad.worst.index, bad.worst.status, round(bad.worst.rel_error, 3)
+      (False, (1,), 'WRONG', 0.01)
     """
 
     ok: bool
