@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "SEED_MAX",
+    "SEED_MIN",
     "UserFunctionError",
     "as_float_array",
     "as_prng_key",
@@ -244,7 +246,7 @@ def check_real(
     return v
 
 
-_SEED_RANGE = (-(2**63), 2**63 - 1)
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # the int seeds jax.random.key accepts
 
 
 def as_prng_key(name: str, key: Any, *, default: int | None = 0) -> jax.Array:
@@ -264,7 +266,7 @@ def as_prng_key(name: str, key: Any, *, default: int | None = 0) -> jax.Array:
             )
         return jax.random.key(default)
     if isinstance(key, numbers.Integral) and not isinstance(key, bool | np.bool_):
-        lo, hi = _SEED_RANGE
+        lo, hi = SEED_MIN, SEED_MAX
         if not lo <= int(key) <= hi:
             raise ValueError(
                 f"Expected `{name}` as an int seed to fit in 64 signed bits ({lo} to {hi}), "

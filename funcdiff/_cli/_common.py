@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from funcdiff._validation import SEED_MAX, SEED_MIN
+
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -29,7 +31,6 @@ __all__ = [
 EXIT_FAILED = 1  # the function or the check failed (or the run could not be done here)
 EXIT_USAGE = 2  # the command line is wrong
 EXIT_INTERRUPTED = 130  # Ctrl-C
-SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # what jax.random.key accepts
 
 
 class CLIError(Exception):
