@@ -21,7 +21,7 @@ import functools
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import jax
 import numpy as np
@@ -43,7 +43,7 @@ __all__ = [
 
 MatmulPrecision = Literal["default", "high", "highest", "bfloat16", "tensorfloat32", "float32"]
 _PLATFORMS = ("cpu", "gpu", "tpu")
-_PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
+_PRECISIONS: tuple[str, ...] = get_args(MatmulPrecision)
 
 
 class DeviceNotFoundError(RuntimeError):
