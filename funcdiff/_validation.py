@@ -28,6 +28,7 @@ __all__ = [
     "check_optional_callable",
     "check_positive_float",
     "check_real",
+    "is_array_leaf",
     "is_float_dtype",
     "is_prng_key",
     "leaf_path_str",
@@ -131,7 +132,8 @@ def user_function(name: str) -> Iterator[None]:
         raise _user_error(name, exc) from exc
 
 
-def _is_array_leaf(leaf: Any) -> bool:
+def is_array_leaf(leaf: Any) -> bool:
+    """Whether ``leaf`` is an output leaf funcdiff accepts: an array, a tracer or a number."""
     return isinstance(leaf, jax.Array | np.ndarray | np.generic | numbers.Number)
 
 
@@ -152,7 +154,7 @@ def call_user(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> A
         out = fn(*args, **kwargs)
     leaves = jax.tree_util.tree_leaves(out, is_leaf=lambda v: v is None)
     for leaf in leaves:
-        if not _is_array_leaf(leaf):
+        if not is_array_leaf(leaf):
             raise UserFunctionError(
                 f"Expected the function passed as `{name}` to return arrays, got a value of "
                 f"type {type(leaf).__name__}: funcdiff needs a jit-compatible function that "

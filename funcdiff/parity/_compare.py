@@ -14,7 +14,6 @@ import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 
 from funcdiff._config import scoped
@@ -23,6 +22,7 @@ from funcdiff._validation import (
     UserFunctionError,
     check_callable,
     check_positive_float,
+    is_array_leaf,
     is_float_dtype,
     user_function,
 )
@@ -431,10 +431,6 @@ def _dtype_of(x: Any) -> Any:
     return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
 
 
-def _jax_array_leaf(x: Any) -> bool:
-    return isinstance(x, jax.Array | np.ndarray | np.generic | numbers.Number)
-
-
 def _guard_jax(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` whose failures (and non-array outputs) are reported as `jax_fn`'s."""
 
@@ -443,7 +439,7 @@ def _guard_jax(fn: Callable[..., Any]) -> Callable[..., Any]:
         with user_function("jax_fn"):
             out = fn(*args)
         for path, leaf in M.flatten_output(out)[1]:
-            if not _jax_array_leaf(leaf):
+            if not is_array_leaf(leaf):
                 raise UserFunctionError(
                     "Expected the function passed as `jax_fn` to return arrays (or a pytree of "
                     f"them), got {type(leaf).__name__} at {path}: funcdiff needs a "
