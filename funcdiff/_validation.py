@@ -28,6 +28,7 @@ __all__ = [
     "check_optional_callable",
     "check_positive_float",
     "check_real",
+    "first_line",
     "is_array_leaf",
     "is_float_dtype",
     "is_prng_key",
@@ -81,7 +82,8 @@ _JIT_HINT = (
 )
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of ``str(exc)``, stripped (``""`` for an empty message)."""
     lines = str(exc).strip().splitlines()
     return lines[0].strip() if lines else ""
 
@@ -95,7 +97,7 @@ def _jax_link(exc: BaseException) -> str:
 
 def _user_error(name: str, exc: BaseException) -> UserFunctionError:
     kind = type(exc).__name__
-    first = _first_line(exc)
+    first = first_line(exc)
     said = f"{kind}: {first}" if first else kind
     if isinstance(exc, _TRACER_ERRORS) or "not a valid JAX type" in str(exc):
         link = _jax_link(exc)

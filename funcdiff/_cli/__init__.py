@@ -73,11 +73,6 @@ def build_parser() -> Parser:
     return parser
 
 
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else ""
-
-
 def _silence_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -90,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the exit code (0 ok, 1 the function or check failed, 2 the
     command line is wrong; see the module docstring). argparse's errors raise
     ``SystemExit(2)`` after their one line."""
-    from funcdiff._validation import UserFunctionError
+    from funcdiff._validation import UserFunctionError, first_line
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -115,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             code = fail(
                 args.command,
-                f"unexpected {type(e).__name__}: {_first_line(e)} "
+                f"unexpected {type(e).__name__}: {first_line(e)} "
                 f"(set {TRACEBACK_ENV}=1 to see the traceback)",
                 EXIT_FAILED,
             )
