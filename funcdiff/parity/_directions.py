@@ -120,7 +120,7 @@ def _map_output(tree: Any, leaf_fn: Callable[[str, Any], Any], path: str = "out"
         items = [_map_output(c, leaf_fn, f"{path}[{i}]") for i, c in enumerate(tree)]
         if isinstance(tree, tuple) and hasattr(tree, "_fields"):
             return type(tree)(*items)
-        return type(tree)(items) if isinstance(tree, tuple | list) else items
+        return type(tree)(items)
     return leaf_fn(path, tree)
 
 
