@@ -67,15 +67,21 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0."""
+def _finite_float(text: str, *, allow_zero: bool) -> float:
+    """``text`` as a finite float > 0 (>= 0 when ``allow_zero``), or an ArgumentTypeError."""
+    bound = ">= 0" if allow_zero else "> 0"
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a number {bound}, got {text!r}") from None
+    if not ((value >= 0 if allow_zero else value > 0) and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    return _finite_float(text, allow_zero=False)
 
 
 INT32_MAX = 2**31 - 1  # lax.scan lengths and array sizes JAX indexes with int32
@@ -96,13 +102,7 @@ def bounded_int(maximum: int, why: str) -> Callable[[str], int]:
 
 def nonnegative_float(text: str) -> float:
     """argparse type: a finite float >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (value >= 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
+    return _finite_float(text, allow_zero=True)
 
 
 def seed_int(text: str) -> int:
