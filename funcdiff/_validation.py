@@ -33,6 +33,7 @@ __all__ = [
     "is_float_dtype",
     "is_prng_key",
     "leaf_path_str",
+    "short",
     "user_function",
 ]
 
@@ -186,7 +187,7 @@ def check_int(
     ``why`` is appended to the message for a value above ``maximum`` (what the limit protects).
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"Expected `{name}` to be an integer, got {_short(value)}.")
+        raise TypeError(f"Expected `{name}` to be an integer, got {short(value)}.")
     v = int(value)
     if v < minimum:
         raise ValueError(f"Expected `{name}` to be an integer >= {minimum}, got {v}.")
@@ -204,7 +205,7 @@ def check_bool(name: str, value: Any) -> bool:
     what was meant, so it is refused.
     """
     if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"Expected `{name}` to be True or False, got {_short(value)}.")
+        raise TypeError(f"Expected `{name}` to be True or False, got {short(value)}.")
     return bool(value)
 
 
@@ -215,7 +216,7 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     with the same ValueError: the value is not one of the choices.
     """
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"Expected `{name}` to be one of {choices}, got {_short(value)}.")
+        raise ValueError(f"Expected `{name}` to be one of {choices}, got {short(value)}.")
     return value
 
 
@@ -238,7 +239,7 @@ def check_real(
         value = value.item()
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         what = "a number" + (" or None" if allow_none else "")
-        raise TypeError(f"Expected `{name}` to be {what}, got {_short(value)}.")
+        raise TypeError(f"Expected `{name}` to be {what}, got {short(value)}.")
     v = float(value)
     bound = ""
     if minimum is not None:
@@ -285,14 +286,15 @@ def as_prng_key(name: str, key: Any, *, default: int | None = 0) -> jax.Array:
         return jax.random.wrap_key_data(jnp.asarray(key))
     raise TypeError(
         f"Expected `{name}` to be a PRNG key such as jax.random.key(0) or an int seed, got "
-        f"{_short(key)}."
+        f"{short(key)}."
     )
 
 
-def _short(value: Any) -> str:
-    """``repr(value)`` cut to one short line (an array's repr can be huge)."""
+def short(value: Any, width: int = 80) -> str:
+    """``repr(value)`` cut to one line of at most ``width`` characters (an array's repr can be
+    huge)."""
     text = " ".join(repr(value).split())
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def check_positive_float(name: str, value: Any) -> float:

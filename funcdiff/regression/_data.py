@@ -26,7 +26,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from funcdiff._config import x64_enabled
-from funcdiff._validation import is_prng_key
+from funcdiff._validation import is_prng_key, short
 
 __all__ = [
     "Data",
@@ -126,12 +126,6 @@ def check_data(x: Any, y: Any) -> Data:
     return Data(x, y, n, p, _common_float(dx, dy, x64_enabled()))
 
 
-def short(value: Any) -> str:
-    """A one-line repr of ``value`` for messages (at most 60 characters)."""
-    text = " ".join(repr(value).split())
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def param_shapes(p: int | None) -> dict[str, tuple[int, ...]]:
     """The shapes of the params dict for ``x`` with ``p`` columns (None: 1-D ``x``)."""
     return {"intercept": (), "coef": () if p is None else (p,)}
@@ -210,7 +204,7 @@ def check_batch(batch_size: Any, key: Any, n: int) -> tuple[int | None, Any]:
         if key is not None and not is_prng_key(key) and not _raw_key(key):
             raise TypeError(
                 f"Expected `key` to be a PRNG key such as jax.random.key(0) or None, got "
-                f"{short(key)}."
+                f"{short(key, width=60)}."
             )
         return None, None
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):

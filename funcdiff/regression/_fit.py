@@ -27,7 +27,7 @@ from jax import lax
 from jax.sharding import PartitionSpec
 from jax.typing import ArrayLike
 
-from funcdiff._validation import call_user, check_bool, check_choice, is_prng_key
+from funcdiff._validation import call_user, check_bool, check_choice, is_prng_key, short
 from funcdiff.regression import _data
 from funcdiff.regression._result import DIVERGED, OK, FitLog, FitResult
 
@@ -63,7 +63,7 @@ def _numeric(name: str, a: Any) -> jax.Array:
     except (TypeError, ValueError, OverflowError):
         raise TypeError(
             f"Expected `{name}` to be an array of numbers JAX can hold, got "
-            f"{type(a).__name__} {_data.short(a)}."
+            f"{type(a).__name__} {short(a, width=60)}."
         ) from None
     if is_prng_key(arr):
         raise TypeError(f"Expected `{name}` to hold real numbers, got a PRNG key.")
