@@ -435,14 +435,6 @@ _NO_JVP: dict[tuple[Any, ...], str] = {}
 # The public function.
 
 
-def _check_tol(name: str, value: Any) -> float | None:
-    return check_real(name, value, minimum=0.0, allow_none=True)
-
-
-def _as_key(key: Any) -> jax.Array:
-    return as_prng_key("key", key)
-
-
 def _locate(spec: _fd.Spec, flat_index: int) -> tuple[str, tuple[int, ...]]:
     pos = 0
     for leaf in spec.float_leaves:
@@ -531,9 +523,10 @@ def check_grad(
     check_optional_callable("grad", grad)
     mode = check_choice("mode", mode, MODES)
     num_directions = check_int("num_directions", num_directions, minimum=1)
-    rtol_in, atol_in = _check_tol("rtol", rtol), _check_tol("atol", atol)
+    rtol_in = check_real("rtol", rtol, minimum=0.0, allow_none=True)
+    atol_in = check_real("atol", atol, minimum=0.0, allow_none=True)
     # checked in both modes (a wrong key is a mistake even where it is not used)
-    dkey = _as_key(key) if mode == "directional" or key is not None else None
+    dkey = as_prng_key("key", key) if mode == "directional" or key is not None else None
     spec, flat, others, _ = _fd.analyse("x", x, allow_nonfloat=True)
     if mode == "directional" and num_directions * flat.size > MAX_DIRECTION_ELEMENTS:
         raise ValueError(

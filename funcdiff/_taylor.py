@@ -27,6 +27,7 @@ from funcdiff import _fd
 from funcdiff._config import one_shot_jit
 from funcdiff._report import table
 from funcdiff._validation import (
+    as_prng_key,
     check_callable,
     check_int,
     check_optional_callable,
@@ -179,8 +180,6 @@ def taylor_test(
       >>> taylor_test(seed.composite, jnp.array([0.5, 0.75])).ok
       True
     """
-    from funcdiff._check import _as_key
-
     check_callable("fun", fun)
     check_optional_callable("grad", grad)
     num_steps = check_int("num_steps", num_steps, minimum=3, maximum=64)
@@ -189,7 +188,8 @@ def taylor_test(
     min_order = order_min
     spec, flat, others, _ = _fd.analyse("x", x, allow_nonfloat=True)
     vflat = _direction(spec, flat, v) if v is not None else None
-    vkey = _as_key(key) if v is None or key is not None else None  # a bad key is refused always
+    # a bad key is refused always
+    vkey = as_prng_key("key", key) if v is None or key is not None else None
     _fd.check_outputs(fun, spec, scalar=True, caller="taylor_test")
     if vflat is None:
         assert vkey is not None
