@@ -777,10 +777,11 @@ def check_domain(
             out.append(np.full(n, default))
             continue
         try:
-            if np.ndim(bound) == 0 and not jax.tree_util.tree_leaves(bound)[1:]:
-                arr = np.full(n, float(np.asarray(jax.tree_util.tree_leaves(bound)[0])))
+            leaves, treedef = jax.tree_util.tree_flatten(bound)
+            # a scalar itself, not a one-leaf pytree: that must have the structure of `x`
+            if jax.tree_util.treedef_is_leaf(treedef) and np.ndim(bound) == 0:
+                arr = np.full(n, float(np.asarray(bound)))
             else:
-                leaves, treedef = jax.tree_util.tree_flatten(bound)
                 if treedef != spec.treedef:
                     raise ValueError("structure")
                 pieces = [

@@ -128,6 +128,12 @@ def test_domain_one_sided_on_the_bound_and_bad_domains():
         fd_grad(cube, jnp.array([0.0]), domain=(0.0, None))
     with pytest.raises(TypeError, match="`domain`"):
         fd_grad(cube, jnp.array([0.0]), domain="positive")
+    tree = lambda d: jnp.sum(d["b"] ** 3)
+    np.testing.assert_allclose(
+        fd_grad(tree, {"b": jnp.array([0.5])}, domain=({"b": 0.0}, None))["b"], [0.75], rtol=1e-3
+    )
+    with pytest.raises(ValueError, match="`domain`'s low bound"):  # one leaf, other structure
+        fd_grad(tree, {"b": jnp.array([0.5])}, domain=({"zzz": 0.0}, None))
     with pytest.raises(ValueError, match="complex"):
         fd_grad(cube, jnp.array([0.5]), scheme="complex", domain=(0.0, 1.0))
 
