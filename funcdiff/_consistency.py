@@ -206,7 +206,8 @@ def check_consistency(
         for pair, other in (("eager vs jit", jitted), ("eager vs vmap", vmapped)):
             a, r = _diff(eager, other)
             rows.append((name, pair, a, r, bool(r <= rtol)))
-        problems += [p for p in (_nonfinite(f"{name} (eager)", eager),) if p]
+        if problem := _nonfinite(f"{name} (eager)", eager):
+            problems.append(problem)
     message = ""
     if problems:
         message = (
