@@ -46,6 +46,7 @@ from funcdiff._validation import (
     check_int,
     check_optional_callable,
     check_real,
+    first_line,
 )
 
 __all__ = ["MODES", "Element", "GradCheckResult", "LeafRow", "check_grad"]
@@ -741,7 +742,7 @@ def _directional(
         if jvp_note:
             raise
         cause = e.original if isinstance(e, UserFunctionError) and e.original else e
-        first = (str(cause).splitlines() or [""])[0]
+        first = first_line(cause)
         jvp_note = f"JVP not checked: forward mode failed ({type(cause).__name__}: {first})"
         _NO_JVP[cache_key] = jvp_note
         res = _directional_core(fun, grad, spec, False, flat, others, dirs)

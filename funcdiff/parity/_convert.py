@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcdiff._config import DeviceNotFoundError, scoped
+from funcdiff._validation import first_line
 from funcdiff.parity._torch import require_torch
 
 __all__ = ["from_torch", "to_numpy_tree", "to_torch"]
@@ -131,7 +132,7 @@ def _torch_device(torch: Any, device: Any) -> Any:
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError, TypeError) as e:
-        first = (str(e).splitlines() or [""])[0]
+        first = first_line(e)
         raise ValueError(
             f"Expected `device` to be a torch device such as 'cpu' or 'cuda:0', got "
             f"{device!r} ({first})."
@@ -139,7 +140,7 @@ def _torch_device(torch: Any, device: Any) -> Any:
     try:
         torch.empty(0, device=dev)
     except Exception as e:  # AssertionError "Torch not compiled with CUDA", RuntimeError
-        first = (str(e).splitlines() or [""])[0]
+        first = first_line(e)
         raise DeviceNotFoundError(
             f"No torch device {str(dev)!r} on this machine ({first}). Use device='cpu' or None."
         ) from None
