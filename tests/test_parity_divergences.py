@@ -203,6 +203,7 @@ X23 = jnp.ones((2, 3))
         (lambda: parity.fmax_like_torch(jnp.ones(2), jnp.ones(3)), ValueError, "broadcast"),
         (lambda: parity.xlogy_like_torch(jnp.ones(2), jnp.ones(3)), ValueError, "broadcast"),
         (lambda: parity.polygamma_like_torch(-1, 1.0), ValueError, "`n`"),
+        (lambda: parity.polygamma_like_torch(20, 1.0), ValueError, "`n`"),
         (lambda: parity.polygamma_like_torch(1.0, 1.0), TypeError, "`n`"),
         (lambda: parity.digamma_like_torch(None), TypeError, "`x`"),
     ],
@@ -354,3 +355,12 @@ def test_compare_passes_the_match_torch_variant_and_fails_the_plain_op(d):
     like = parity.compare(d.match_torch, d.torch_fn, *args)
     bad = [r.quantity for r in like.failures if r.quantity != "hvp"]
     assert bad == (["jvp"] if d.name in TORCH_JVP_DIFFERS_FROM_ITS_GRAD else []), like
+
+
+def test_polygamma_like_torch_high_orders_in_float32_equal_jax_for_positive_x():
+    """The cotangent polynomial's coefficients pass int32 from n = 12 on: they are floats."""
+    x = jnp.array([0.5, 2.5], dtype=jnp.float32)
+    for n in (12, 19):
+        mine = parity.polygamma_like_torch(n, x)
+        ref = jax.scipy.special.polygamma(n, x)
+        np.testing.assert_allclose(np.asarray(mine), np.asarray(ref), rtol=1e-5)

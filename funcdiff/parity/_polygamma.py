@@ -23,7 +23,11 @@ from jax.typing import ArrayLike
 
 from funcdiff.parity._like_torch import real_float_array
 
-__all__ = ["digamma_like_torch", "polygamma_like_torch"]
+__all__ = ["MAX_ORDER", "digamma_like_torch", "polygamma_like_torch"]
+
+#: The largest ``n`` of :func:`polygamma_like_torch`: beyond it the reflection's cotangent term
+#: cancels against the series so badly that float64 keeps no correct digit at negative ``x``.
+MAX_ORDER = 19
 
 
 def polygamma_like_torch(n: int, x: ArrayLike) -> jax.Array:
@@ -37,7 +41,7 @@ def polygamma_like_torch(n: int, x: ArrayLike) -> jax.Array:
     ``1 - x > 1`` where it is accurate; its derivative is ``polygamma_like_torch(n + 1, x)``.
 
     Args:
-      n: the order, an integer >= 0 (0 is the digamma function).
+      n: the order, an integer in [0, 19] (0 is the digamma function; ``MAX_ORDER``).
       x: real array. At the poles 0, -1, -2, ... the result is +inf for odd ``n`` (the limit
         from both sides) and NaN for even ``n`` (no limit); PyTorch's own values there are
         inconsistent (finite, inf or NaN depending on ``n`` and the pole). Near zeros of
@@ -46,7 +50,7 @@ def polygamma_like_torch(n: int, x: ArrayLike) -> jax.Array:
 
     Raises:
       TypeError: ``n`` is not an integer, ``x`` not a real array.
-      ValueError: ``n`` is negative.
+      ValueError: ``n`` is negative or above 19.
 
     Examples:
       >>> round(float(polygamma_like_torch(1, -8.5)), 6)
@@ -54,8 +58,12 @@ def polygamma_like_torch(n: int, x: ArrayLike) -> jax.Array:
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"Expected `n` to be an integer >= 0, got {n!r}.")
-    if n < 0:
-        raise ValueError(f"Expected `n` to be an integer >= 0, got {n}.")
+    if not 0 <= n <= MAX_ORDER:
+        raise ValueError(
+            f"Expected `n` to be an integer in [0, {MAX_ORDER}], got {n}: above {MAX_ORDER} the "
+            "reflection formula keeps no correct digit for negative x (for x > 0 only, use "
+            "jax.scipy.special.polygamma)."
+        )
     return _polygamma(int(n), real_float_array("x", x))
 
 
@@ -105,8 +113,8 @@ def _cot_derivative(n: int, x: jax.Array) -> jax.Array:
     v = jnp.pi * (0.5 - jnp.abs(jnp.where(near_pole, 0.25, u)))
     c = jnp.where(near_pole, 1 / jnp.tan(pu), jnp.sign(u) * jnp.tan(v))
     out = jnp.zeros_like(c)
-    for a in reversed(_cot_polynomial(n)):
-        out = out * c + a
+    for a in reversed(_cot_polynomial(n)):  # as floats: past int32/int64 from n = 12/20 on
+        out = out * c + float(a)
     return jnp.pi ** (n + 1) * out
 
 
