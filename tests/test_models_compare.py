@@ -612,6 +612,11 @@ def test_bad_input():
         compare_model(lambda x: x @ jnp.ones((9, 9)), t, _x(2, 3))
     with pytest.raises(TypeError, match="`loss`"):
         compare_model(lambda x: x, t, _x(2, 3), loss=3)
+    # tolerances by compare's own rule: a bool or an array is refused by name, not read as 0
+    with pytest.raises(TypeError, match="`rtol`"):
+        compare_model(lambda x: x, t, _x(2, 3), rtol=False)
+    with pytest.raises(TypeError, match="`atol`"):
+        compare_model(lambda x: x, t, _x(2, 3), atol=np.array([1e-3, 1e-3]))
 
 
 # ---- nnx.MultiHeadAttention ----------------------------------------------------------------

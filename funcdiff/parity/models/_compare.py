@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcdiff._config import ONE_SHOT_COMPILER_OPTIONS, OneShotJit, scoped
-from funcdiff._validation import check_positive_float, is_float_dtype
+from funcdiff._validation import is_float_dtype
 from funcdiff.parity import _measure as M
-from funcdiff.parity._compare import DEFAULT_TOLERANCES
+from funcdiff.parity._compare import DEFAULT_TOLERANCES, _check_tolerance
 from funcdiff.parity._torch import require_torch
 from funcdiff.parity.models import _conventions as C
 from funcdiff.parity.models import _functional as F
@@ -183,10 +183,7 @@ def compare_model(
         )
     framework = _framework(jax_model, torch)
     jloss, tloss = _loss_pair(loss)
-    tol = {
-        k: None if v is None else check_positive_float(k, v) if v != 0 else 0.0
-        for k, v in (("rtol", rtol), ("atol", atol))
-    }
+    tol = {k: _check_tolerance(k, v) for k, v in (("rtol", rtol), ("atol", atol))}
     for flag, value in (("train", train), ("isolate", isolate)):
         if not isinstance(value, bool):
             raise TypeError(f"Expected `{flag}` to be a bool, got {type(value).__name__}.")
