@@ -298,6 +298,12 @@ def compare_model(
                 f"The JAX model returns {len(jout_leaves)} float arrays, the torch module "
                 f"{len(tc.outputs)}; return the same outputs from both."
             )
+        if not (tc.grads or tc.param_grads or any(g is not None for g in tc.input_grads)):
+            # torch's backward never ran or reached nothing: the JAX gradients have no partner
+            notes.append(
+                "torch computed no gradient (its output or `loss` does not require grad): "
+                "gradients not compared"
+            )
         jcots = None
         backward = True
         if tloss is None:
