@@ -185,6 +185,11 @@ def _dotted(path: tuple[Any, ...]) -> str:
 
 def _loader(framework: str, jax_model: Any, torch: Any) -> tuple[Callable[[dict], list], Any]:
     """``load(state_dict of numpy arrays) -> float leaves`` and the model's rebuild data."""
+
+    def loaded(model: Any, sd: dict[str, np.ndarray]) -> Any:
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
+        return load_torch_weights(model, tensors).model
+
     if framework == "function":
         apply_fn, params = jax_model
         flat, treedef = jax.tree_util.tree_flatten_with_path(params)
@@ -202,16 +207,14 @@ def _loader(framework: str, jax_model: Any, torch: Any) -> tuple[Callable[[dict]
             got = own(sd)
             if got is not None:
                 return got
-            tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
-            return jax.tree_util.tree_leaves(load_torch_weights(params, tensors).model)
+            return jax.tree_util.tree_leaves(loaded(params, sd))
 
         return load, (apply_fn, treedef)
     if framework == "nnx":
         from flax import nnx
 
         def load(sd: dict[str, np.ndarray]) -> list[Any]:
-            tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
-            m = load_torch_weights(nnx.clone(jax_model), tensors).model
+            m = loaded(nnx.clone(jax_model), sd)
             return jax.tree_util.tree_leaves(nnx.split(m)[1])
 
         return load, None
@@ -220,16 +223,14 @@ def _loader(framework: str, jax_model: Any, torch: Any) -> tuple[Callable[[dict]
     if framework == "equinox-state":
 
         def load(sd: dict[str, np.ndarray]) -> list[Any]:
-            tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
-            m, state = load_torch_weights(jax_model, tensors).model
+            m, state = loaded(jax_model, sd)
             params = jax.tree_util.tree_leaves(eqx.filter(m, eqx.is_inexact_array))
             return [*params, *jax.tree_util.tree_leaves(state)]
 
         return load, None
 
     def load(sd: dict[str, np.ndarray]) -> list[Any]:  # type: ignore[no-redef]
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
-        m = load_torch_weights(jax_model, tensors).model
+        m = loaded(jax_model, sd)
         return jax.tree_util.tree_leaves(eqx.filter(m, eqx.is_inexact_array))
 
     return load, None
