@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import textwrap
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("flax")
 
 from funcdiff._cli import main
-from funcdiff._cli.port import parse_input
+from funcdiff._cli.port import _inputs, parse_input
 
 FACTORIES = textwrap.dedent(
     """
@@ -160,6 +161,16 @@ def test_parse_input():
     assert parse_input("4,3,32,32", x64=False) == ((4, 3, 32, 32), "float32")
     assert parse_input("2,7,int64", x64=True) == ((2, 7), "int64")
     assert parse_input("3", x64=True) == ((3,), "float64")
+
+
+def test_a_negative_seed_draws_inputs_like_compare_models_key():
+    # `--seed -1` is passed on as compare_model's key, which reads it as 2**64 - 1; the inputs
+    # use the same rule instead of numpy refusing it (an "unexpected ValueError", exit 1)
+    (a,) = _inputs(["2,3"], x64=True, seed=-1)
+    (b,) = _inputs(["2,3"], x64=True, seed=2**64 - 1)
+    (c,) = _inputs(["2,3"], x64=True, seed=1)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
 
 
 def test_rtol_atol_replace_the_default_tolerances(factories, capsys):

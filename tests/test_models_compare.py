@@ -595,6 +595,18 @@ def test_equinox_port_agrees_and_isolates():
     assert r.layers[1].isolated is not None and len(r.params) == 4
 
 
+def test_a_torch_side_without_gradients_is_noted_not_silently_skipped():
+    t = TorchMLP()
+    j = load_mlp(NnxMLP(), t)
+    x = _x(6, 4)
+    note = "torch computed no gradient"
+    jloss = lambda out: jnp.sum(out**2)
+    attached = compare_model(j, t, x, loss=(jloss, lambda out: (out**2).sum()))
+    assert attached.params and not any(note in n for n in attached.notes)
+    detached = compare_model(j, t, x, loss=(jloss, lambda out: (out**2).sum().detach()))
+    assert not detached.params and any(note in n for n in detached.notes)
+
+
 # ---- bad input -------------------------------------------------------------------------------
 
 
@@ -612,6 +624,11 @@ def test_bad_input():
         compare_model(lambda x: x @ jnp.ones((9, 9)), t, _x(2, 3))
     with pytest.raises(TypeError, match="`loss`"):
         compare_model(lambda x: x, t, _x(2, 3), loss=3)
+    # tolerances by compare's own rule: a bool or an array is refused by name, not read as 0
+    with pytest.raises(TypeError, match="`rtol`"):
+        compare_model(lambda x: x, t, _x(2, 3), rtol=False)
+    with pytest.raises(TypeError, match="`atol`"):
+        compare_model(lambda x: x, t, _x(2, 3), atol=np.array([1e-3, 1e-3]))
 
 
 # ---- nnx.MultiHeadAttention ----------------------------------------------------------------

@@ -422,6 +422,10 @@ def test_wrong_kinds_are_type_errors():
         parity.compare_training(
             (mlp_apply, params_of(net)), None, net, sgd(net), batches(2), loss="mse", steps=3
         )
+    with pytest.raises(TypeError, match="`rtol`"):
+        parity.compare_training(
+            (mlp_apply, params_of(net)), None, net, sgd(net), batches(1), loss="mse", rtol=False
+        )
 
 
 # ----------------------------------------------------------------------------- more paths

@@ -8,6 +8,7 @@ that forgets the transpose, a layer out of order, a missing layer) show that the
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any
 
 import numpy as np
@@ -379,6 +380,14 @@ def test_square_linear_is_transposed_by_type():
     np.testing.assert_allclose(
         np.asarray(m(jnp.asarray(x))), t(_t(x)).detach().numpy(), rtol=0, atol=TOL
     )
+
+
+def test_the_rule_table_is_built_once_per_set_of_imported_frameworks(monkeypatch):
+    # flax without equinox (the usual NNX user): one table, reused, with no equinox rules
+    monkeypatch.delitem(sys.modules, "equinox", raising=False)
+    table = _layouts._table()
+    assert _layouts._table() is table and nnx.Linear in table
+    assert not any(s.name.startswith("eqx.") for s in table.values())
 
 
 def test_planted_untransposed_linear_rule_is_caught_by_the_forward_check(monkeypatch):

@@ -188,7 +188,9 @@ def _takes_one_arg(fn: Any) -> bool:
 
 
 def _inputs(specs: list[str], *, x64: bool, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
+    from funcdiff.parity._measure import _seed_rng  # compare_model's own int-seed rule
+
+    rng = _seed_rng(seed)  # a negative seed as its 64-bit two's complement, like `key`
     out = []
     for text in specs:
         shape, dtype = parse_input(text, x64=x64)

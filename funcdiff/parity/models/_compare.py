@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcdiff._config import ONE_SHOT_COMPILER_OPTIONS, OneShotJit, scoped
-from funcdiff._validation import check_positive_float, is_float_dtype
+from funcdiff._validation import is_float_dtype
 from funcdiff.parity import _measure as M
-from funcdiff.parity._compare import DEFAULT_TOLERANCES
+from funcdiff.parity._compare import DEFAULT_TOLERANCES, _check_tolerance
 from funcdiff.parity._torch import require_torch
 from funcdiff.parity.models import _conventions as C
 from funcdiff.parity.models import _functional as F
@@ -183,10 +183,7 @@ def compare_model(
         )
     framework = _framework(jax_model, torch)
     jloss, tloss = _loss_pair(loss)
-    tol = {
-        k: None if v is None else check_positive_float(k, v) if v != 0 else 0.0
-        for k, v in (("rtol", rtol), ("atol", atol))
-    }
+    tol = {k: _check_tolerance(k, v) for k, v in (("rtol", rtol), ("atol", atol))}
     for flag, value in (("train", train), ("isolate", isolate)):
         if not isinstance(value, bool):
             raise TypeError(f"Expected `{flag}` to be a bool, got {type(value).__name__}.")
@@ -300,6 +297,12 @@ def compare_model(
             raise ValueError(
                 f"The JAX model returns {len(jout_leaves)} float arrays, the torch module "
                 f"{len(tc.outputs)}; return the same outputs from both."
+            )
+        if not (tc.grads or tc.param_grads or any(g is not None for g in tc.input_grads)):
+            # torch's backward never ran or reached nothing: the JAX gradients have no partner
+            notes.append(
+                "torch computed no gradient (its output or `loss` does not require grad): "
+                "gradients not compared"
             )
         jcots = None
         backward = True

@@ -57,7 +57,7 @@ import re
 from typing import Any
 
 from funcdiff.parity.models._capture import SCOPE, FunctionalCall
-from funcdiff.parity.models._conventions import RULES
+from funcdiff.parity.models._conventions import _f  # a Finding with the rule's registry entry
 from funcdiff.parity.models._report import Finding
 
 __all__ = ["check_functional", "jax_regions", "merge"]
@@ -137,10 +137,6 @@ def _layer(call: FunctionalCall, owner: str | None, rows: dict[str, Any], aligne
     if owner:
         return owner
     return nxt if nxt and nxt in aligned else "output"
-
-
-def _f(layer: str, rule: str, t: str, j: str, fix: str) -> Finding:
-    return Finding(layer, rule, t, j, fix, RULES[rule])
 
 
 def check_functional(

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 
 from funcdiff.parity.models._capture import Recorder, record_call
+from funcdiff.parity.models._frameworks import require_equinox, require_flax_nnx
 
 __all__ = ["JaxProgram", "instrument", "jax_modules", "layer_fn", "module_at"]
 
@@ -32,18 +33,6 @@ class JaxProgram:
     param_paths: Callable[[Any], dict[str, Any]]  # params-like tree -> {dotted leaf path: array}
 
 
-def _nnx() -> Any:
-    from flax import nnx
-
-    return nnx
-
-
-def _eqx() -> Any:
-    import equinox as eqx
-
-    return eqx
-
-
 def _dotted(path: tuple[Any, ...]) -> str:
     """A key path as ``"layers.0.kernel"``, without the recording wrappers' segment."""
     parts = (str(getattr(p, "key", getattr(p, "idx", getattr(p, "name", p)))) for p in path)
@@ -53,12 +42,12 @@ def _dotted(path: tuple[Any, ...]) -> str:
 def jax_modules(model: Any, framework: str) -> Iterator[tuple[str, Any]]:
     """``(dotted path, submodule)`` for every submodule in definition order (root excluded)."""
     if framework == "nnx":
-        for path, sub in _nnx().iter_modules(model):
+        for path, sub in require_flax_nnx().iter_modules(model):
             if path:
                 yield ".".join(str(p) for p in path), sub
         return
     if framework == "equinox":
-        eqx = _eqx()
+        eqx = require_equinox()
         if isinstance(model, tuple):
             model = model[0]
 
@@ -90,7 +79,7 @@ def module_at(model: Any, path: str) -> Any:
 
 
 def _nnx_wrapper_cls() -> type:
-    nnx = _nnx()
+    nnx = require_flax_nnx()
 
     class Recording(nnx.Module):  # type: ignore[name-defined]
         def __init__(self, inner: Any, name: str) -> None:
@@ -109,7 +98,7 @@ def _nnx_wrapper_cls() -> type:
 
 
 def _eqx_wrapper(inner: Any, name: str) -> Any:
-    eqx = _eqx()
+    eqx = require_equinox()
 
     class Recording(eqx.Module):  # type: ignore[name-defined]
         fd_wrapped: Any
@@ -157,7 +146,7 @@ def instrument(
             lambda tree: {},
         )
     if framework == "nnx":
-        nnx = _nnx()
+        nnx = require_flax_nnx()
         work = nnx.clone(model)
         if dtype is not None:
             for _, v in nnx.iter_graph(work):
@@ -198,7 +187,7 @@ def instrument(
             return out
 
         return JaxProgram("nnx", params, rest, run_nnx, modules, nnx_paths)
-    eqx = _eqx()
+    eqx = require_equinox()
     state = None
     if isinstance(model, tuple):  # (module, eqx.nn.State): called as module(*inputs, state)
         model, state = model

@@ -120,15 +120,17 @@ _BN = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "BatchNorm"
 _LSTM = ("LSTM", "LSTMCell")
 _GRU = ("GRU", "GRUCell")
 
-_TABLE: dict[type, RuleSpec] | None = None
+# one table per (flax imported, equinox imported): a framework imported later gets its own
+_TABLES: dict[tuple[bool, bool], dict[type, RuleSpec]] = {}
 
 
 def _table() -> dict[type, RuleSpec]:
-    global _TABLE
-    if _TABLE is not None:
-        return _TABLE
-    table: dict[type, RuleSpec] = {}
     nnx = nnx_if_imported()
+    eqx = eqx_if_imported()
+    seen = (nnx is not None, eqx is not None)
+    if seen in _TABLES:
+        return _TABLES[seen]
+    table: dict[type, RuleSpec] = {}
     if nnx is not None:
         table.update(
             {
@@ -163,7 +165,6 @@ def _table() -> dict[type, RuleSpec]:
                 nnx.GRUCell: RuleSpec("nnx.GRUCell", "GRU", _GRU, nnx_gru, True),
             }
         )
-    eqx = eqx_if_imported()
     if eqx is not None:
         n = eqx.nn
         table.update(
@@ -214,8 +215,7 @@ def _table() -> dict[type, RuleSpec]:
                 eqx_as_is(("weight", "weight"), ("bias", "bias")),
                 True,
             )
-    if nnx is not None and eqx is not None:
-        _TABLE = table  # both frameworks seen: the table is final
+    _TABLES[seen] = table
     return table
 
 

@@ -81,10 +81,8 @@ def layer_rows(
                 _row_or_none("grad", f"input[{i}]", g, tg, r, a),
             )
         )
-    jmap = {j: t for t, j, _ in pairs}
     kinds = {t: k for t, _, k in pairs}
     tj = {t: j for t, j, _ in pairs}
-    del jmap
     for tkey in tc.pre_order:
         base, _, occ = tkey.partition("#")
         jpath = tj.get(base)

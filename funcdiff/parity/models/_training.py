@@ -41,7 +41,7 @@ import optax
 from funcdiff._config import scoped
 from funcdiff._validation import check_positive_float
 from funcdiff.parity import _optim
-from funcdiff.parity._compare import DEFAULT_TOLERANCES, compare_arrays
+from funcdiff.parity._compare import DEFAULT_TOLERANCES, _check_tolerance, compare_arrays
 from funcdiff.parity._measure import torch_precision
 from funcdiff.parity._torch import require_torch
 from funcdiff.parity.models import _training_result as R
@@ -326,10 +326,7 @@ def compare_training(
       True
     """
     torch = require_torch()
-    tol = {
-        k: None if v is None else check_positive_float(k, v) if v != 0 else 0.0
-        for k, v in (("rtol", rtol), ("atol", atol))
-    }
+    tol = {k: _check_tolerance(k, v) for k, v in (("rtol", rtol), ("atol", atol))}
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(f"Expected `steps` to be a positive int or None, got {steps!r}.")
     if clip_grad_norm is not None:

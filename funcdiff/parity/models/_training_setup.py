@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -30,6 +29,7 @@ import numpy as np
 import optax
 
 from funcdiff.parity import _transforms as T
+from funcdiff.parity.models._weights import load_torch_weights
 
 __all__ = [
     "JaxSide",
@@ -183,16 +183,13 @@ def _dotted(path: tuple[Any, ...]) -> str:
     return ".".join(_key_str(k) for k in path)
 
 
-def _load_weights() -> Callable[..., Any] | None:
-    try:
-        _weights = importlib.import_module("funcdiff.parity.models._weights")
-    except ImportError:  # pragma: no cover - before the weights module exists
-        return None
-    return getattr(_weights, "load_torch_weights", None)
-
-
 def _loader(framework: str, jax_model: Any, torch: Any) -> tuple[Callable[[dict], list], Any]:
     """``load(state_dict of numpy arrays) -> float leaves`` and the model's rebuild data."""
+
+    def loaded(model: Any, sd: dict[str, np.ndarray]) -> Any:
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
+        return load_torch_weights(model, tensors).model
+
     if framework == "function":
         apply_fn, params = jax_model
         flat, treedef = jax.tree_util.tree_flatten_with_path(params)
@@ -210,30 +207,14 @@ def _loader(framework: str, jax_model: Any, torch: Any) -> tuple[Callable[[dict]
             got = own(sd)
             if got is not None:
                 return got
-            fn = _load_weights()
-            if fn is None:
-                missing = [n for n in names if n not in sd][:4]
-                raise ValueError(
-                    "Expected the params of `jax_model` keyed like the torch state_dict, got "
-                    f"names not in it: {missing}."
-                )
-            tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
-            return jax.tree_util.tree_leaves(fn(params, tensors).model)
+            return jax.tree_util.tree_leaves(loaded(params, sd))
 
         return load, (apply_fn, treedef)
-    fn = _load_weights()
-    if fn is None:  # pragma: no cover
-        raise NotImplementedError(
-            "Loading torch weights into an NNX/Equinox model needs funcdiff.parity."
-            "load_torch_weights; pass `jax_model` as (apply_fn, params) keyed like the "
-            "state_dict instead."
-        )
     if framework == "nnx":
         from flax import nnx
 
         def load(sd: dict[str, np.ndarray]) -> list[Any]:
-            tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
-            m = fn(nnx.clone(jax_model), tensors).model
+            m = loaded(nnx.clone(jax_model), sd)
             return jax.tree_util.tree_leaves(nnx.split(m)[1])
 
         return load, None
@@ -242,16 +223,14 @@ def _loader(framework: str, jax_model: Any, torch: Any) -> tuple[Callable[[dict]
     if framework == "equinox-state":
 
         def load(sd: dict[str, np.ndarray]) -> list[Any]:
-            tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
-            m, state = fn(jax_model, tensors).model
+            m, state = loaded(jax_model, sd)
             params = jax.tree_util.tree_leaves(eqx.filter(m, eqx.is_inexact_array))
             return [*params, *jax.tree_util.tree_leaves(state)]
 
         return load, None
 
     def load(sd: dict[str, np.ndarray]) -> list[Any]:  # type: ignore[no-redef]
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
-        m = fn(jax_model, tensors).model
+        m = loaded(jax_model, sd)
         return jax.tree_util.tree_leaves(eqx.filter(m, eqx.is_inexact_array))
 
     return load, None

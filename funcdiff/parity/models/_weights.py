@@ -259,7 +259,8 @@ class WeightMapping:
 
     def __str__(self) -> str:
         n_t = len({r.torch_name for r in self.rows})
-        status = "OK" if self.ok else f"FAILED ({_count(len(self.problems()), 'problem')})"
+        problems = self.problems()
+        status = "OK" if self.ok else f"FAILED ({_count(len(problems), 'problem')})"
         body = table(
             ["torch", "torch shape", "rule", "JAX", "JAX shape", "kind"],
             [
@@ -282,7 +283,7 @@ class WeightMapping:
         ]
         if by_order:
             extra.append("aligned by order (check these): " + ", ".join(by_order))
-        extra += [f"problem: {p}" for p in self.problems()]
+        extra += [f"problem: {p}" for p in problems]
         by_reason: dict[str, list[str]] = {}
         for n, why in self.dropped:
             by_reason.setdefault(why, []).append(n)
