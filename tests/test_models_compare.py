@@ -595,16 +595,15 @@ def test_equinox_port_agrees_and_isolates():
     assert r.layers[1].isolated is not None and len(r.params) == 4
 
 
-def test_a_torch_side_without_gradients_is_noted_not_silently_skipped():
+def test_a_torch_side_without_gradients_is_refused_not_reported_as_agreement():
     t = TorchMLP()
     j = load_mlp(NnxMLP(), t)
     x = _x(6, 4)
-    note = "torch computed no gradient"
     jloss = lambda out: jnp.sum(out**2)
     attached = compare_model(j, t, x, loss=(jloss, lambda out: (out**2).sum()))
-    assert attached.params and not any(note in n for n in attached.notes)
-    detached = compare_model(j, t, x, loss=(jloss, lambda out: (out**2).sum().detach()))
-    assert not detached.params and any(note in n for n in detached.notes)
+    assert attached.ok and attached.params
+    with pytest.raises(ValueError, match="torch side computed no gradient"):
+        compare_model(j, t, x, loss=(jloss, lambda out: (out**2).sum().detach()))
 
 
 # ---- bad input -------------------------------------------------------------------------------

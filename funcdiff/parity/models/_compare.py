@@ -156,7 +156,8 @@ def compare_model(
     Raises:
       TypeError: a bad model, input, ``loss`` or ``key``.
       ValueError: dropout active with ``train=True``; a model that raises (the message names
-        the framework and the error).
+        the framework and the error); a torch side that computes no gradient (a detached
+        output or ``loss``).
       ImportError: torch (or flax/equinox for such a model) missing.
 
     Examples:
@@ -299,10 +300,13 @@ def compare_model(
                 f"{len(tc.outputs)}; return the same outputs from both."
             )
         if not (tc.grads or tc.param_grads or any(g is not None for g in tc.input_grads)):
-            # torch's backward never ran or reached nothing: the JAX gradients have no partner
-            notes.append(
-                "torch computed no gradient (its output or `loss` does not require grad): "
-                "gradients not compared"
+            # torch's backward never ran or reached nothing: the JAX gradients have no partner,
+            # and a result without its backward half must not read as agreement
+            raise ValueError(
+                "The torch side computed no gradient: its output (or `loss`) does not require "
+                "grad (a .detach(), torch.no_grad() or requires_grad_(False) in the torch model "
+                "or loss?), so the backward passes cannot be compared. Keep the torch graph "
+                "attached."
             )
         jcots = None
         backward = True
