@@ -10,6 +10,7 @@ dtype) -> locate the first divergence -> the convention check -> a :class:`Model
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from funcdiff.parity._torch import require_torch
 from funcdiff.parity.models import _conventions as C
 from funcdiff.parity.models import _functional as F
 from funcdiff.parity.models._capture import Recorder, capture_torch, recording
+from funcdiff.parity.models._frameworks import framework_of
 from funcdiff.parity.models._instrument import instrument, jax_modules
 from funcdiff.parity.models._pairing import (
     act_to_jax,
@@ -39,37 +41,23 @@ __all__ = ["compare_model"]
 _RUN_OPTIONS = ONE_SHOT_COMPILER_OPTIONS
 
 
-def _framework(jax_model: Any, torch: Any) -> str:
-    if isinstance(jax_model, torch.nn.Module):
+def _framework(jax_model: Any) -> str:
+    """``framework_of`` less what a comparison cannot run: torch modules (said in
+    ``compare_model``'s words) and the weight pytrees that ``load_torch_weights`` takes."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(jax_model, torch.nn.Module):
         raise TypeError(
             "Expected `jax_model` to be a Flax NNX module, an Equinox module or a function, got "
             f"the torch module {type(jax_model).__name__}; the torch model is the second argument."
         )
-    try:
-        from flax import nnx
-
-        if isinstance(jax_model, nnx.Module):
-            return "nnx"
-    except ImportError:
-        pass
-    try:
-        import equinox as eqx
-
-        if isinstance(jax_model, eqx.Module) or (
-            isinstance(jax_model, tuple)
-            and len(jax_model) == 2
-            and isinstance(jax_model[0], eqx.Module)
-            and isinstance(jax_model[1], eqx.nn.State)
-        ):
-            return "equinox"
-    except ImportError:
-        pass
-    if callable(jax_model):
-        return "function"
-    raise TypeError(
-        "Expected `jax_model` to be a Flax NNX module, an Equinox module or a function of the "
-        f"inputs, got {type(jax_model).__name__}."
-    )
+    kind = framework_of(jax_model)
+    if kind == "pytree":
+        raise TypeError(
+            "Expected `jax_model` to be a Flax NNX module, an Equinox module or a function of "
+            f"the inputs, got a {type(jax_model).__name__} of weights; pass a function that "
+            "closes over them (mark intermediates with parity.tap)."
+        )
+    return kind
 
 
 def _loss_pair(loss: Any) -> tuple[Callable[..., Any] | None, Callable[..., Any] | None]:
@@ -182,7 +170,7 @@ def compare_model(
         raise TypeError(
             f"Expected `torch_module` to be a torch.nn.Module, got {type(torch_module).__name__}."
         )
-    framework = _framework(jax_model, torch)
+    framework = _framework(jax_model)
     jloss, tloss = _loss_pair(loss)
     tol = {k: _check_tolerance(k, v) for k, v in (("rtol", rtol), ("atol", atol))}
     for flag, value in (("train", train), ("isolate", isolate)):
