@@ -75,8 +75,12 @@ _WEIGHT_SUM = {"forward": 2.0, "backward": 2.0, "central": 1.0, "richardson": 3.
 _ONE_SIDED_FACTOR = 2.5
 # Function values carry more than one ulp of round-off (sums, transcendental functions).
 _ROUNDOFF_ULPS = 8.0
-# Largest number of perturbed copies of x held in memory at once (elements).
+# Largest number of perturbed copies of x held at once (elements): one batch of a GPU/TPU
+# program, and of a CPU program where the copies fit in the L2 cache (1 MiB in float64). On a
+# CPU, XLA splits each such batch across the cores; one 32 MiB batch is evaluated from main
+# memory: d = 1000, central with its estimate, 17 ms against 42 ms (2 cores).
 _CHUNK_ELEMENTS = 1 << 22
+_CPU_CHUNK_ELEMENTS = 1 << 17
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,8 +285,27 @@ def default_step_base(scheme: str, dtype: Any) -> float:
     return eps ** _EXPONENT[scheme]
 
 
-def _chunk(n: int, size: int, k: int) -> int:
-    return max(1, min(n, _CHUNK_ELEMENTS // max(1, size * k)))
+def _batch(m: int, row_elements: int, chunk_elements: int) -> int:
+    return max(1, min(m, chunk_elements // max(1, row_elements)))
+
+
+def map_rows(fn: Callable[[jax.Array], jax.Array], m: int, row_elements: int) -> jax.Array:
+    """``vmap(fn)(arange(m))`` in batches of at most a chunk of elements (``lax.map``).
+
+    ``row_elements``: the elements ``fn`` holds for one index. The chunk depends on the
+    platform the program is compiled for (``lax.platform_dependent``; a batch that fits both
+    is one ``vmap``, traced once).
+    """
+    idx = jnp.arange(m)
+
+    def run(batch: int) -> jax.Array:
+        return jax.vmap(fn)(idx) if batch >= m else jax.lax.map(fn, idx, batch_size=batch)
+
+    cpu = _batch(m, row_elements, _CPU_CHUNK_ELEMENTS)
+    if cpu >= m:
+        return run(m)
+    other = _batch(m, row_elements, _CHUNK_ELEMENTS)
+    return jax.lax.platform_dependent(cpu=lambda: run(cpu), default=lambda: run(other))
 
 
 def richardson(vals: jax.Array, hh: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -406,11 +429,7 @@ def stencil_values(
     def per_index(i: jax.Array) -> jax.Array:
         return jax.vmap(lambda o: f_flat(point(i, o)))(offs)
 
-    idx = jnp.arange(m)
-    batch = _chunk(m, n, len(offsets))
-    if batch >= m:
-        return jax.vmap(per_index)(idx)
-    return jax.lax.map(per_index, idx, batch_size=batch)
+    return map_rows(per_index, m, n * len(offsets))
 
 
 def flat_function(
@@ -576,7 +595,7 @@ def _special_core(
             eps,
             _ROUNDOFF_ULPS,
             dirs=dirs if directional else None,
-            chunk=_chunk(m, n, 1),
+            map_rows=map_rows,
         )
         return {"value": value, "error": error, "step": h, "f0": f0}
     top = jnp.broadcast_to(step, (m,)).astype(x.dtype) if user_step else 0.5 * scale

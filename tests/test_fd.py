@@ -115,11 +115,22 @@ def test_half_precision_is_upcast_with_warning():
     np.testing.assert_allclose(np.asarray(g, dtype=np.float32), [1.0, 1.5], rtol=1e-2)
 
 
-def test_large_input_is_chunked(monkeypatch):
-    monkeypatch.setattr(_fd, "_CHUNK_ELEMENTS", 64)
-    x = jnp.linspace(-1.0, 1.0, 40)
-    g = fd_grad(lambda x: jnp.sum(jnp.sin(x)), x)
-    np.testing.assert_allclose(np.asarray(g), np.cos(np.asarray(x)), atol=2e-3)
+@pytest.mark.parametrize("scheme", ["central", "richardson", "adaptive", "complex"])
+def test_large_input_is_chunked(monkeypatch, scheme):
+    """Batches of perturbed copies (cache-sized on a CPU) give what one batch gives."""
+    x = np.linspace(-1.0, 1.0, 40)
+    maps = []
+    real_map = jax.lax.map
+    with scoped(x64=True):
+        whole = fd_grad(lambda x: jnp.sum(jnp.exp(x)), x, scheme=scheme, return_error=True)
+        monkeypatch.setattr(
+            jax.lax, "map", lambda *a, **k: maps.append(k["batch_size"]) or real_map(*a, **k)
+        )
+        monkeypatch.setattr(_fd, "_CPU_CHUNK_ELEMENTS", 7 * 40 * 6)  # a fresh lambda: retraced
+        g, err = fd_grad(lambda x: jnp.sum(jnp.exp(x)), x, scheme=scheme, return_error=True)
+    assert maps and min(maps) > 1  # in batches (the last one shorter), not one vmap
+    assert np.all(np.abs(np.asarray(g) - np.exp(x)) <= np.asarray(err))
+    np.testing.assert_allclose(np.asarray(g), np.asarray(whole[0]), rtol=0, atol=np.asarray(err).max())
 
 
 def test_no_recompilation_at_a_new_point():
