@@ -318,3 +318,24 @@ def test_one_shot_jit_compiles_cpu_calls_with_its_options():
         jax.random.normal(key, (4, 5), jnp.float32),
         rtol=1e-6,
     )
+
+
+@pytest.mark.parametrize(
+    ("x64", "x", "caught", "missed"),
+    [
+        (True, [0.3, 1.7, -2.2], 1e-7, 1e-8),  # rtol 1e-8: was 1e-5 caught with rtol 1e-6
+        (False, [2.0, 0.05, 3.0], 1e-3, 1e-4),  # rtol 1e-4: was 1e-2 with rtol 1e-3
+    ],
+)
+def test_default_tolerance_sets_the_smallest_error_caught(x64, x, caught, missed):
+    """One gradient element scaled by 1 + delta: the defaults catch ``caught``, not ``missed``
+    (below the reference's resolution there), and pass the right gradient."""
+    f = lambda v: jnp.sum(jnp.sin(v) * v) + jnp.sum(1.0 / v)
+
+    def ok(delta):
+        with scoped(x64=x64):
+            plant = lambda v: jax.grad(f)(v) * (1 + delta * (jnp.arange(3) == 1))
+            return check_grad(f, jnp.asarray(x), grad=plant).ok
+
+    assert _check.default_rtol(jnp.float64 if x64 else jnp.float32) == (1e-8 if x64 else 1e-4)
+    assert ok(0.0) and not ok(caught) and ok(missed)
