@@ -83,8 +83,15 @@ def test_tiny_run_writes_table_and_plots(tiny_run):
     md = (out / "results.md").read_text()
     for case in ("seed-grad", "regression", "gradcheck", "bootstrap", "parity", "port"):
         assert f"## {case}" in md
-    for name in ("time_vs_size.png", "speedup.png"):
+    for name in ("time_vs_size.png", "speedup.png", "fd_accuracy.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # fd-accuracy: its accuracy table (the tiny suite: exp at 4 points), also in the json
+    table = md.split("## fd-accuracy", 1)[1]
+    assert "| function | funcdiff[central] | funcdiff[richardson]" in table
+    assert "| exp | " in table and "(!) (" not in table  # every estimate bounded the error
+    rows = json.loads((out / "results.json").read_text())["run"]["fd_accuracy"]
+    complex_row = next(r for r in rows if r["impl"] == "funcdiff[complex]")
+    assert complex_row["rel_error"] <= 1e-15 and complex_row["bounded"]
 
 
 def test_without_torch_rows_are_skipped_with_a_note(tmp_path):

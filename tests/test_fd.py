@@ -130,7 +130,9 @@ def test_large_input_is_chunked(monkeypatch, scheme):
         g, err = fd_grad(lambda x: jnp.sum(jnp.exp(x)), x, scheme=scheme, return_error=True)
     assert maps and min(maps) > 1  # in batches (the last one shorter), not one vmap
     assert np.all(np.abs(np.asarray(g) - np.exp(x)) <= np.asarray(err))
-    np.testing.assert_allclose(np.asarray(g), np.asarray(whole[0]), rtol=0, atol=np.asarray(err).max())
+    np.testing.assert_allclose(
+        np.asarray(g), np.asarray(whole[0]), rtol=0, atol=np.asarray(err).max()
+    )
 
 
 def test_no_recompilation_at_a_new_point():

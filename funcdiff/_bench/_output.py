@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from funcdiff._bench._context import Record, Skip
+from funcdiff._bench.cases import fd_accuracy
 
 __all__ = ["BASELINES", "fmt_time", "speedup", "write_json", "write_markdown", "write_plots"]
 
@@ -204,6 +205,15 @@ def markdown(
             out.append(_md_table(headers, rows))
         for s in (s for s in skipped if s.case == case):
             out.append(f"\n- skipped `{s.impl}`: {s.note}")
+        if case == fd_accuracy.NAME and run.get("fd_accuracy"):
+            out += [
+                "",
+                "Accuracy over the suite (float64): max elementwise relative error against "
+                "`jax.grad`, function evaluations per gradient in brackets; `(!)` where "
+                "funcdiff's error estimate did not bound the true error.",
+                "",
+                fd_accuracy.accuracy_markdown(run["fd_accuracy"]),
+            ]
     return "\n".join(out) + "\n"
 
 
@@ -218,8 +228,14 @@ def write_markdown(
         fh.write(markdown(machine, records, skipped, run))
 
 
-def write_plots(directory: str, machine: dict[str, Any], records: Sequence[Record]) -> list[str]:
-    """Writes ``time_vs_size.png`` and ``speedup.png``; returns the paths written.
+def write_plots(
+    directory: str,
+    machine: dict[str, Any],
+    records: Sequence[Record],
+    accuracy: list[dict[str, Any]] | None = None,
+) -> list[str]:
+    """Writes ``time_vs_size.png`` and ``speedup.png`` (and ``fd_accuracy.png`` given the
+    ``accuracy`` rows of case fd-accuracy); returns the paths written.
 
     Raises:
       ImportError: matplotlib is not installed.
@@ -328,6 +344,14 @@ def write_plots(directory: str, machine: dict[str, Any], records: Sequence[Recor
         path = os.path.join(directory, "speedup.png")
         fig.savefig(path, dpi=110)
         written.append(path)
+    if accuracy:
+        fig = Figure(figsize=(14, 4.6), layout="constrained")
+        FigureCanvasAgg(fig)
+        fd_accuracy.plot_accuracy(fig, accuracy, list(records))
+        fig.suptitle(f"fd-accuracy: finite differences against numdifftools and scipy ({device})")
+        path = os.path.join(directory, "fd_accuracy.png")
+        fig.savefig(path, dpi=110)
+        written.append(path)
     return written
 
 
@@ -344,5 +368,6 @@ def rerender(directory: str, *, plots: bool = True) -> list[str]:
     write_markdown(path, payload["machine"], records, skipped, payload.get("run", {}))
     written = [path]
     if plots:
-        written += write_plots(directory, payload["machine"], records)
+        accuracy = payload.get("run", {}).get("fd_accuracy") or None
+        written += write_plots(directory, payload["machine"], records, accuracy)
     return written

@@ -13,7 +13,7 @@ from typing import Any
 from funcdiff._bench import _output
 from funcdiff._bench._context import LEVELS, Context, Record, Skip
 from funcdiff._bench._machine import machine_info
-from funcdiff._bench.cases import CASES
+from funcdiff._bench.cases import CASES, fd_accuracy
 from funcdiff._config import resolve_device, scoped
 from funcdiff._report import table
 
@@ -160,18 +160,20 @@ def run_bench(
     wall = time.perf_counter() - start
     torch = ctx.torch
     machine = machine_info(dev, torch.get_num_threads() if torch else None, ctx.torch_device)
-    run = {
+    run: dict[str, Any] = {
         "level": level,
         "cases": names,
         "command": command or "funcdiff bench" + (" --quick" if level == "quick" else ""),
         "wall_s": round(wall, 1),
     }
+    if fd_accuracy.NAME in names and fd_accuracy.ACCURACY:  # a table and a plot of its own
+        run["fd_accuracy"] = list(fd_accuracy.ACCURACY)
     files = [os.path.join(path, "results.json"), os.path.join(path, "results.md")]
     _output.write_json(files[0], machine, ctx.records, ctx.skipped, run)
     _output.write_markdown(files[1], machine, ctx.records, ctx.skipped, run)
     if plots:
         try:
-            files += _output.write_plots(path, machine, ctx.records)
+            files += _output.write_plots(path, machine, ctx.records, run.get("fd_accuracy") or None)
         except ImportError:
             notes.append(
                 "plots skipped: matplotlib is not installed (pip install 'funcdiff[plot]')"

@@ -130,12 +130,15 @@ def rel_error(g: np.ndarray, exact: np.ndarray) -> float:
     return float(np.max(np.abs(g - exact) / np.maximum(np.abs(exact), 1e-300)))
 
 
-def accuracy_rows() -> list[dict[str, Any]]:
-    """Per function and method: max relative error, evaluations, estimate bound (funcdiff)."""
+def accuracy_rows(suite: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Per function and method: max relative error, evaluations, estimate bound (funcdiff).
+
+    ``suite``: a part of :data:`SUITE` (default: all of it).
+    """
     rows = []
     base = baselines()
     with scoped(x64=True):
-        for name, (f, spec) in SUITE.items():
+        for name, (f, spec) in (SUITE if suite is None else suite).items():
             # a separable function is measured one point at a time (as f: R -> R)
             if isinstance(spec, list) and _separable(spec, f):
                 xs = [np.array([p]) for p in spec]
@@ -175,9 +178,8 @@ def run(ctx: Context) -> None:
             ctx.skip(NAME, impl, f"{impl} is not installed (pip install 'funcdiff[dev]')")
     tiny = ctx.settings.level == "tiny"
     with scoped(x64=True, device=ctx.device):
-        ACCURACY.clear()
-        if not tiny:  # accuracy over the suite (printed by `accuracy_rows`; worst in the notes)
-            ACCURACY.extend(accuracy_rows())
+        ACCURACY.clear()  # accuracy over the suite (a table and plot of their own; worst in notes)
+        ACCURACY.extend(accuracy_rows({"exp": SUITE["exp"]} if tiny else None))
         for d in _dims(ctx.settings):
             x_np = point(d)
             x = jax.device_put(jnp.asarray(x_np), ctx.device)
@@ -202,3 +204,71 @@ def _acc(impl: str) -> str | None:
         return None
     worst = max(rows, key=lambda r: r["rel_error"] if np.isfinite(r["rel_error"]) else np.inf)
     return f"worst suite rel error {worst['rel_error']:.2e} ({worst['function']})"
+
+
+IMPLS = (*(f"funcdiff[{s}]" for s in SCHEMES), "numdifftools", "scipy-differentiate")
+
+
+def _present(rows: list[dict[str, Any]]) -> list[str]:
+    return [i for i in IMPLS if any(r["impl"] == i for r in rows)]
+
+
+def accuracy_markdown(rows: list[dict[str, Any]]) -> str:
+    """The accuracy table of ``results.md``: max relative error (evaluations) per function.
+
+    A funcdiff cell whose error estimate did not bound the true error is marked ``(!)``; a
+    baseline that returned NaN (stepped out of the domain) shows ``nan``.
+    """
+    impls = _present(rows)
+    lines = [
+        "| function | " + " | ".join(impls) + " |",
+        "|---" * (len(impls) + 1) + "|",
+    ]
+    for name in dict.fromkeys(r["function"] for r in rows):
+        cells = []
+        for impl in impls:
+            r = next((r for r in rows if r["function"] == name and r["impl"] == impl), None)
+            if r is None:
+                cells.append("")
+                continue
+            flag = " (!)" if r.get("bounded") is False else ""
+            cells.append(f"{r['rel_error']:.1e}{flag} ({r['evals']})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_accuracy(fig: Any, rows: list[dict[str, Any]], records: list[Any]) -> None:
+    """Two panels on ``fig``: warm time per gradient against d, and error per function."""
+    colors = {
+        "funcdiff[central]": "tab:cyan",
+        "funcdiff[richardson]": "tab:blue",
+        "funcdiff[adaptive]": "navy",
+        "funcdiff[complex]": "tab:green",
+        "numdifftools": "tab:red",
+        "scipy-differentiate": "tab:orange",
+    }
+    left, right = fig.subplots(1, 2, width_ratios=(1, 2.2))
+    for impl in IMPLS:
+        pts = sorted((r.size, r.median_s) for r in records if r.case == NAME and r.label == impl)
+        if pts:
+            left.plot(*zip(*pts, strict=True), marker="o", label=impl, color=colors[impl])
+    left.set(xscale="log", yscale="log", xlabel="d", ylabel="seconds per gradient (median)")
+    left.set_title("chained sin(x_i - x_i+1) + x_i+1 exp(x_i)", fontsize=9)
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=7)
+    impls = _present(rows)
+    names = list(dict.fromkeys(r["function"] for r in rows))
+    width = 0.8 / max(1, len(impls))
+    for j, impl in enumerate(impls):
+        xs, ys = [], []
+        for k, name in enumerate(names):
+            r = next((r for r in rows if r["function"] == name and r["impl"] == impl), None)
+            if r is not None and np.isfinite(r["rel_error"]):
+                xs.append(k + (j - (len(impls) - 1) / 2) * width)
+                ys.append(max(r["rel_error"], 1e-17))  # an exact 0 drawn at 1e-17
+        right.bar(xs, ys, width=width, label=impl, color=colors[impl])
+    right.set_yscale("log")
+    right.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
+    right.set_ylabel("max relative error (float64)")
+    right.set_title("accuracy per function (no bar: NaN, the method left the domain)", fontsize=9)
+    right.grid(True, axis="y", which="both", alpha=0.3)
