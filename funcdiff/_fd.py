@@ -40,6 +40,7 @@ import numpy as np
 from funcdiff._config import one_shot_jit
 from funcdiff._fd_adaptive import (
     COMPLEX_STEP,
+    LADDERS,
     adaptive,
     complex_step,
     holomorphic_problem,
@@ -450,7 +451,7 @@ def _fd_core_impl(
     Returns a dict with ``value`` (m, p), ``error`` (m, p) when asked, ``step`` (m,) and
     ``f0`` (p,).
     """
-    if scheme in ("adaptive", "complex"):
+    if scheme in ("adaptive", "complex") or (scheme == "richardson" and not user_step):
         room = (hi - x, x - lo) if bounded and lo is not None and hi is not None else None
         return _special_core(fun, spec, scheme, directional, user_step, x, others, dirs, step, room)
     eps = output_eps(fun, spec, x.dtype)
@@ -587,7 +588,8 @@ def _special_core(
             jnp.where(room[0] > 0, room[0], jnp.inf), jnp.where(room[1] > 0, room[1], jnp.inf)
         )
         top = jnp.minimum(top, 4.0 * near)
-    h = ladder_steps(x, top, None if directional else jnp.arange(n))
+    ladder = LADDERS[scheme]
+    h = ladder_steps(x, top, None if directional else jnp.arange(n), ladder)
     k = h.shape[1]
     if directional:
         rows = jnp.repeat(dirs, k, axis=0)
@@ -602,7 +604,9 @@ def _special_core(
             return stencil_values(f_flat, x, (1.0,), hflat * sign, coords=coords)[:, 0]
 
     xscale = jnp.zeros((m,), x.dtype) if directional else jnp.abs(x)
-    value, error, hbest = adaptive(values, f0, h, eps, xscale, _ROUNDOFF_ULPS, room=room)
+    value, error, hbest = adaptive(
+        values, f0, h, eps, xscale, _ROUNDOFF_ULPS, room=room, ladder=ladder
+    )
     return {"value": value, "error": error, "step": hbest, "f0": f0}
 
 

@@ -23,13 +23,22 @@ cast to a real dtype, ...).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["LADDER_LEVELS", "adaptive", "complex_step", "holomorphic_problem"]
+__all__ = [
+    "ADAPTIVE",
+    "LADDER_LEVELS",
+    "LADDERS",
+    "RICHARDSON",
+    "Ladder",
+    "adaptive",
+    "complex_step",
+    "holomorphic_problem",
+]
 
 LADDER_LEVELS = 24
 _RATIO = 2.0
@@ -37,7 +46,20 @@ LEVELS = (2, 3)  # central Richardson levels offered as candidates: O(h^6) and O
 ONE_SIDED_LEVELS = (2, 3, 4)  # one-sided (near a domain bound): O(h^3) to O(h^5)
 
 
-def _weight(level: int, power: int = 2) -> float:
+class Ladder(NamedTuple):
+    """A geometric ladder of steps ``top * ratio**-k``, ``k < rungs``, and its candidates."""
+
+    rungs: int
+    ratio: float
+    levels: tuple[int, ...]
+
+
+ADAPTIVE = Ladder(LADDER_LEVELS, _RATIO, LEVELS)
+RICHARDSON = Ladder(9, 4.0, LEVELS)
+LADDERS = {"adaptive": ADAPTIVE, "richardson": RICHARDSON}
+
+
+def _weight(level: int, power: int = 2, ratio: float = _RATIO) -> float:
     """Round-off amplification of a level-``level`` value, in units of eps * max|f| / h_k.
 
     The value is ``sum_j w_j D_{k+j}`` and ``D`` at step ``h_k r**-j`` carries round-off
@@ -45,9 +67,9 @@ def _weight(level: int, power: int = 2) -> float:
     """
     w = [1.0]
     for lev in range(1, level + 1):
-        q = _RATIO ** (power * lev)
+        q = ratio ** (power * lev)
         w = [(q * b - a) / (q - 1.0) for a, b in zip([*w, 0.0], [0.0, *w], strict=True)]
-    return sum(abs(c) * _RATIO**j for j, c in enumerate(w))
+    return sum(abs(c) * ratio**j for j, c in enumerate(w))
 
 
 COMPLEX_STEP = 1e-20
@@ -88,10 +110,12 @@ _NOT_HOLOMORPHIC = frozenset(
 )
 
 
-def ladder_steps(x: jax.Array, top: jax.Array, coords: jax.Array | None) -> jax.Array:
-    """(m, K) steps ``top_i * 4**-k``, rounded so that ``x_i + h`` is exact when ``coords``."""
-    k = jnp.arange(LADDER_LEVELS, dtype=x.dtype)
-    h = top[:, None] * _RATIO ** (-k)[None, :]
+def ladder_steps(
+    x: jax.Array, top: jax.Array, coords: jax.Array | None, ladder: Ladder = ADAPTIVE
+) -> jax.Array:
+    """(m, K) steps ``top_i * ratio**-k``, rounded so that ``x_i + h`` is exact when ``coords``."""
+    k = jnp.arange(ladder.rungs, dtype=x.dtype)
+    h = top[:, None] * ladder.ratio ** (-k)[None, :]
     if coords is None:
         return h
     xi = x[coords][:, None]
@@ -107,19 +131,21 @@ def adaptive(
     ulps: float,
     *,
     room: tuple[jax.Array, jax.Array] | None = None,
+    ladder: Ladder = ADAPTIVE,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Best extrapolated derivative per (index, output) over the ladder.
 
     Args:
       values: maps flat steps (m*K,) and offsets (+1 or -1 each) to values (m*K, p).
       f0: f(x), shape (p,).
-      h: (m, K) ladder of steps.
+      h: (m, K) ladder of steps (:func:`ladder_steps` of ``ladder``).
       eps: machine epsilon of the output.
       xscale: (m,) ``|x_i|`` (round-off of f at x is at least ``|f'| |x_i| eps``).
       ulps: round-off of one function value, in ulps.
       room: ``(up, down)``, (m,) distances from x to the domain's upper and lower bounds.
         Rungs that would leave the domain are not evaluated there; one-sided (forward and
         backward) ladders are offered as candidates too.
+      ladder: the ratio of the steps and the central levels offered as candidates.
 
     Returns:
       ``(value, error, step)``: (m, p), (m, p), (m,) (the largest step of the chosen
@@ -139,7 +165,7 @@ def adaptive(
     fabs_p = jnp.maximum(jnp.abs(vp), jnp.abs(f0))
     fabs_m = jnp.maximum(jnp.abs(vm), jnp.abs(f0))
     ladders: list[tuple[jax.Array, int, tuple[int, ...], jax.Array, float]] = [
-        (central, 2, LEVELS, jnp.maximum(fabs_p, fabs_m), 1.0)
+        (central, 2, ladder.levels, jnp.maximum(fabs_p, fabs_m), 1.0)
     ]
     if room is not None:
         fwd = jnp.where(ok_p[:, :, None], (vp - f0) / hs[:, :, None], jnp.nan)
@@ -158,7 +184,7 @@ def adaptive(
         moved = jnp.any((d != 0.0) & jnp.isfinite(d), axis=1, keepdims=True)
         table = [d]
         for level in range(1, max(levels) + 1):
-            q = _RATIO ** (power * level)
+            q = ladder.ratio ** (power * level)
             table.append((q * table[-1][:, 1:] - table[-1][:, :-1]) / (q - 1.0))
         for level in levels:
             t = table[level]
@@ -171,7 +197,8 @@ def adaptive(
             for j in range(1, level + 1):
                 fmax = jnp.maximum(fmax, fabs[:, j : j + n])
             fmax = jnp.maximum(fmax, jnp.abs(cand) * xscale[:, None, None])
-            roundoff = ulps * eps * base * _weight(level, power) * fmax / hs[:, :n, None]
+            w = _weight(level, power, ladder.ratio)
+            roundoff = ulps * eps * base * w * fmax / hs[:, :n, None]
             flat = zero[:, :n]
             for j in range(1, level + 2):
                 flat = flat & zero[:, j : j + n]
@@ -179,7 +206,7 @@ def adaptive(
             totals.append(jnp.where(flat & moved, jnp.inf, trunc + roundoff))
             tops.append(hs[:, :n])
             bottoms.append(np.arange(n) + level + 1)
-            weights.append(np.full(n, base * _weight(level, power)))
+            weights.append(np.full(n, base * w))
     cand = jnp.concatenate(cands, axis=1)
     total = jnp.concatenate(totals, axis=1)
     top = jnp.concatenate(tops, axis=1)
