@@ -31,8 +31,8 @@ import numpy as np
 
 __all__ = [
     "ADAPTIVE",
-    "LADDER_LEVELS",
     "LADDERS",
+    "LADDER_LEVELS",
     "RICHARDSON",
     "Ladder",
     "adaptive",
@@ -52,10 +52,11 @@ class Ladder(NamedTuple):
     rungs: int
     ratio: float
     levels: tuple[int, ...]
+    regime: bool = False  # a window whose gaps grow is scored by the rungs below it
 
 
 ADAPTIVE = Ladder(LADDER_LEVELS, _RATIO, LEVELS)
-RICHARDSON = Ladder(9, 4.0, LEVELS)
+RICHARDSON = Ladder(9, 4.0, LEVELS, regime=True)
 LADDERS = {"adaptive": ADAPTIVE, "richardson": RICHARDSON}
 
 
@@ -108,6 +109,40 @@ _NOT_HOLOMORPHIC = frozenset(
         "stop_gradient",
     }
 )
+
+
+def _regime(
+    d: jax.Array,
+    fabs: jax.Array,
+    xscale: jax.Array,
+    hs: jax.Array,
+    cand: jax.Array,
+    total: jax.Array,
+    level: int,
+    unit: float,
+) -> jax.Array:
+    """``total`` where the window is in the asymptotic regime, else the lower rungs' spread.
+
+    In the asymptotic regime the gaps ``g_j = |D_j - D_{j+1}|`` of the central differences
+    shrink by ``ratio**2`` per rung. A gap that grows, beyond round-off, inside a window says
+    its steps exceed the scale of f (they straddle a pole: 1/x at x = 1e-5 with steps above
+    1e-5, where ``D_j ~ -1/h_j^2``), and the window's own gaps can then agree on a wrong value.
+    Such a candidate's error is at least as large as its distance to every central difference
+    on its rungs and below (the smallest steps are the ones nearest the derivative there).
+    """
+    n = cand.shape[1]
+    gap = jnp.abs(d[:, 1:] - d[:, :-1])
+    noise = unit * jnp.maximum(fabs, jnp.abs(d) * xscale[:, None, None]) / hs[:, :, None]
+    grow = (gap[:, 1:] > gap[:, :-1]) & (gap[:, 1:] > 2.0 * (noise[:, 1:-1] + noise[:, 2:]))
+    flagged = grow[:, :n]
+    for j in range(1, level):
+        flagged = flagged | grow[:, j : j + n]
+    # max over rungs j >= k of |D_j - cand_k|, from the running max and min of D below k
+    finite = jnp.isfinite(d)
+    high = jax.lax.cummax(jnp.where(finite, d, -jnp.inf), axis=1, reverse=True)[:, :n]
+    low = -jax.lax.cummax(jnp.where(finite, -d, -jnp.inf), axis=1, reverse=True)[:, :n]
+    spread = jnp.maximum(high - cand, cand - low)
+    return jnp.where(flagged, jnp.maximum(total, spread), total)
 
 
 def ladder_steps(
@@ -202,8 +237,11 @@ def adaptive(
             flat = zero[:, :n]
             for j in range(1, level + 2):
                 flat = flat & zero[:, j : j + n]
+            total = trunc + roundoff
+            if power == 2 and ladder.regime:
+                total = _regime(d, fabs, xscale, hs, cand, total, level, eps * ulps)
             cands.append(cand)
-            totals.append(jnp.where(flat & moved, jnp.inf, trunc + roundoff))
+            totals.append(jnp.where(flat & moved, jnp.inf, total))
             tops.append(hs[:, :n])
             bottoms.append(np.arange(n) + level + 1)
             weights.append(np.full(n, base * w))
