@@ -55,7 +55,7 @@ class Ladder(NamedTuple):
     regime: bool = False  # a window whose gaps grow is scored by the rungs below it
 
 
-ADAPTIVE = Ladder(LADDER_LEVELS, _RATIO, LEVELS)
+ADAPTIVE = Ladder(LADDER_LEVELS, _RATIO, LEVELS, regime=True)
 RICHARDSON = Ladder(9, 4.0, LEVELS, regime=True)
 LADDERS = {"adaptive": ADAPTIVE, "richardson": RICHARDSON}
 
