@@ -154,6 +154,9 @@ def _regime(
     high = jax.lax.cummax(jnp.where(finite, d, -jnp.inf), axis=1, reverse=True)[:, :n]
     low = -jax.lax.cummax(jnp.where(finite, -d, -jnp.inf), axis=1, reverse=True)[:, :n]
     spread = jnp.maximum(high - cand, cand - low)
+    # plus the last gap: the smallest step's own truncation (at most that gap, asymptotically)
+    last = gap[:, -1:]
+    spread = spread + jnp.where(jnp.isfinite(last), last, 0.0)
     return jnp.where(flagged, jnp.maximum(total, spread), total)
 
 
