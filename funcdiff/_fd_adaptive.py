@@ -16,7 +16,7 @@ while other rungs see a change. With a ``domain``, one-sided ladders (Richardson
 Where a window's central gaps :math:`|D_k - D_{k+1}|` grow (beyond round-off) as the step
 shrinks, its steps exceed the scale of ``f`` (they straddle a pole) and its own gaps can agree
 on a wrong value: its estimate is then its spread to every central difference on its rungs and
-below (:class:`Ladder` ``regime``).
+below, plus the ladder's last gap (:class:`Ladder` ``regime``).
 
 ``richardson``: the same selection on a short ladder (:data:`RICHARDSON`): 9 steps
 :math:`h_0 4^{-k}` from the same :math:`h_0`, 18 evaluations per coordinate. It reaches
@@ -139,8 +139,9 @@ def _regime(
     shrink by ``ratio**2`` per rung. A gap that grows, beyond round-off, inside a window says
     its steps exceed the scale of f (they straddle a pole: 1/x at x = 1e-5 with steps above
     1e-5, where ``D_j ~ -1/h_j^2``), and the window's own gaps can then agree on a wrong value.
-    Such a candidate's error is at least as large as its distance to every central difference
-    on its rungs and below (the smallest steps are the ones nearest the derivative there).
+    Such a candidate's error is taken as its largest distance to the central differences on
+    its rungs and below (the smallest steps are the ones nearest the derivative there), plus
+    the last gap of the ladder (the smallest step's own truncation).
     """
     n = cand.shape[1]
     gap = jnp.abs(d[:, 1:] - d[:, :-1])
