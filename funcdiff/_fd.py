@@ -11,18 +11,24 @@ Schemes, with :math:`D` the derivative along :math:`e` (a coordinate or a direct
 * ``"forward"``: :math:`(f(x+he) - f(x))/h`, error :math:`O(h)`.
 * ``"backward"``: :math:`(f(x) - f(x-he))/h`, error :math:`O(h)`.
 * ``"central"``: :math:`(f(x+he) - f(x-he))/2h`, error :math:`O(h^2)`.
-* ``"richardson"``: central differences at :math:`h, h/2, h/4` extrapolated twice,
-  :math:`S = (16R_2 - R_1)/15` with :math:`R_k` the O(h^4) level; error :math:`O(h^6)`,
-  estimated by the last two levels :math:`|S - R_2|` (the largest gap of the table where the
-  steps are not in the asymptotic regime).
+* ``"richardson"``: O(h^6) and O(h^8) Richardson extrapolation of central differences on a
+  short ladder of 9 steps :math:`h_0 4^{-k}`, :math:`h_0 = \tfrac12\max(1, |x_i|)` (18
+  evaluations per coordinate), the step chosen per coordinate by estimated error: see
+  :mod:`funcdiff._fd_adaptive`. With a float ``step`` it is the fixed stencil: central
+  differences at :math:`h, h/2, h/4` extrapolated twice, :math:`S = (16R_2 - R_1)/15` with
+  :math:`R_k` the O(h^4) level, estimated by :math:`|S - R_2|` (the largest gap of the table
+  where the steps are not in the asymptotic regime); :func:`richardson`, also used by
+  ``check_grad``.
 * ``"adaptive"`` and ``"complex"``: see :mod:`funcdiff._fd_adaptive` (a 24-step ladder with
   per-coordinate selection by estimated error; the complex step).
 
-Default steps are per element and dtype-aware: :math:`h_i = \epsilon^{p}\max(|x_i|, s)` with
-:math:`p = 1/2` (one-sided), :math:`1/3` (central), :math:`1/7` (Richardson; 1/5 in float32),
-the floor :math:`s` 2^-7 in float64 and 1 in float32, rounded so that :math:`x_i + h_i` is
-exactly representable. The error estimate (``return_error=True``) is a truncation estimate from
-a second level plus a round-off bound :math:`c\,\epsilon\max(\max|f|, |D||x_i|)/h`.
+Default steps of the fixed stencils are per element and dtype-aware:
+:math:`h_i = \epsilon^{p}\max(|x_i|, s)` with :math:`p = 1/2` (one-sided), :math:`1/3`
+(central), the floor :math:`s` 2^-7 in float64 and 1 in float32, rounded so that
+:math:`x_i + h_i` is exactly representable (:math:`p = 1/7` for the fixed Richardson stencil,
+1/5 in float32, which only ``check_grad``'s directional mode uses by default). The error
+estimate (``return_error=True``) is a truncation estimate from a second level plus a round-off
+bound :math:`c\,\epsilon\max(\max|f|, |D||x_i|)/h`.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import numpy as np
 from funcdiff._config import one_shot_jit
 from funcdiff._fd_adaptive import (
     COMPLEX_STEP,
+    LADDERS,
     adaptive,
     complex_step,
     holomorphic_problem,
@@ -276,6 +283,8 @@ def check_outputs(fun: Callable[..., Any], spec: Spec, *, scalar: bool, caller: 
 def default_step_base(scheme: str, dtype: Any) -> float:
     """``eps**p`` for the scheme's exponent ``p`` (1/2 one-sided, 1/3 central, 1/7 Richardson).
 
+    The Richardson entry is the fixed stencil's (``check_grad``'s directional mode); the
+    ``"richardson"`` scheme itself chooses its step on a ladder (:mod:`funcdiff._fd_adaptive`).
     Richardson in float32 keeps ``p = 1/5`` (h = 0.04, not 0.1): with a floor of 1, a larger
     step leaves the asymptotic regime of any function varying on a scale below 1.
     """
@@ -469,7 +478,7 @@ def _fd_core_impl(
     Returns a dict with ``value`` (m, p), ``error`` (m, p) when asked, ``step`` (m,) and
     ``f0`` (p,).
     """
-    if scheme in ("adaptive", "complex"):
+    if scheme in ("adaptive", "complex") or (scheme == "richardson" and not user_step):
         room = (hi - x, x - lo) if bounded and lo is not None and hi is not None else None
         return _special_core(fun, spec, scheme, directional, user_step, x, others, dirs, step, room)
     eps = output_eps(fun, spec, x.dtype)
@@ -606,7 +615,8 @@ def _special_core(
             jnp.where(room[0] > 0, room[0], jnp.inf), jnp.where(room[1] > 0, room[1], jnp.inf)
         )
         top = jnp.minimum(top, 4.0 * near)
-    h = ladder_steps(x, top, None if directional else jnp.arange(n))
+    ladder = LADDERS[scheme]
+    h = ladder_steps(x, top, None if directional else jnp.arange(n), ladder)
     k = h.shape[1]
     if directional:
         rows = jnp.repeat(dirs, k, axis=0)
@@ -621,7 +631,9 @@ def _special_core(
             return stencil_values(f_flat, x, (1.0,), hflat * sign, coords=coords)[:, 0]
 
     xscale = jnp.zeros((m,), x.dtype) if directional else jnp.abs(x)
-    value, error, hbest = adaptive(values, f0, h, eps, xscale, _ROUNDOFF_ULPS, room=room)
+    value, error, hbest = adaptive(
+        values, f0, h, eps, xscale, _ROUNDOFF_ULPS, room=room, ladder=ladder
+    )
     return {"value": value, "error": error, "step": hbest, "f0": f0}
 
 
@@ -872,14 +884,16 @@ def fd_grad(
       fun: a scalar function of ``x``.
       x: an array or a pytree of float arrays. float16/bfloat16 leaves are upcast to float32
         with a warning; their derivatives are computed and returned in float32.
-      scheme: ``"forward"``, ``"backward"``, ``"central"``, ``"richardson"`` (O(h^6), 6
-        evaluations per element), ``"adaptive"`` (best of a 24-step ladder per element, 48
-        evaluations; the most accurate in real arithmetic) or ``"complex"`` (``Im f(x+ih)/h``,
-        1 evaluation, machine precision; only for functions holomorphic in ``x``, refused
-        with a ValueError naming the operation otherwise).
-      step: ``None`` for a dtype-aware step per element (``eps**p * max(|x_i|, floor)``), or a
-        float step used for every element as given (the top of the ladder for
-        ``"adaptive"``, ``h`` for ``"complex"``).
+      scheme: ``"forward"``, ``"backward"``, ``"central"``, ``"richardson"`` (O(h^6)
+        extrapolation on the best window of a 9-step ladder (ratio 4) per element, 18
+        evaluations), ``"adaptive"`` (the same on a 24-step ladder (ratio 2), 48 evaluations;
+        the most accurate in real arithmetic) or ``"complex"`` (``Im f(x+ih)/h``, 1
+        evaluation, machine precision; only for functions holomorphic in ``x``, refused with
+        a ValueError naming the operation otherwise).
+      step: ``None`` for a dtype-aware step per element (``eps**p * max(|x_i|, floor)``; the
+        ladders start at ``max(1, |x_i|) / 2``), or a float step used for every element as
+        given (the top of the ladder for ``"adaptive"``, the fixed stencil ``h, h/2, h/4``
+        for ``"richardson"``, ``h`` for ``"complex"``).
       return_error: also return an error estimate (truncation from a second step level plus a
         round-off bound), with the same structure as the gradient.
       domain: ``(low, high)``, each None, a float or a pytree shaped like ``x``: the interval

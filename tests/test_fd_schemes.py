@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from funcdiff import check_grad, fd_grad, fd_jacobian, fd_jvp, scoped
+from funcdiff import _fd_adaptive, check_grad, fd_grad, fd_jacobian, fd_jvp, scoped
 
 CASES = [  # (name, f, x, f')
     ("exp", jnp.exp, 1.0, np.exp(1.0)),
@@ -26,13 +26,62 @@ def _rel(fun, x, exact, scheme):
     return actual / abs(exact)
 
 
-@pytest.mark.parametrize(("scheme", "bound"), [("richardson", 1e-7), ("adaptive", 1e-11)])
+@pytest.mark.parametrize(("scheme", "bound"), [("richardson", 1e-12), ("adaptive", 1e-11)])
 def test_richardson_and_adaptive_accuracy_float64(scheme, bound):
     with scoped(x64=True):
         rel = {name: _rel(f, x, d, scheme) for name, f, x, d in CASES}
-    # richardson was 1e-3 at x = 0.01 (steps eps^(1/5) * max(1, |x|): h/x = 0.07)
-    assert max(rel.values()) < bound, rel  # richardson's worst: x**99 (scale 1/99), 9e-8
+    # richardson was 1e-3 at x = 0.01 (steps eps^(1/5) * max(1, |x|): h/x = 0.07), then 9e-8
+    # on x**99 (fixed step eps^(1/7) * |x|, scale 1/99); its ladder now picks the step: 1e-13
+    assert max(rel.values()) < bound, rel
     assert rel["1/x near 0"] < 1e-12 and rel["log near 0"] < 1e-11, rel
+
+
+def test_richardson_picks_its_step_per_coordinate():
+    # fixed steps could not serve all three: exp at 0 wants a large step (1.6e-12 with the
+    # floor 2**-7), x**99 at 1 a small one (9e-8), Rosenbrock (a polynomial) large ones (6e-14)
+    rosen = lambda v: jnp.sum(100.0 * (v[1:] - v[:-1] ** 2) ** 2 + (1.0 - v[:-1]) ** 2)
+    with scoped(x64=True):
+        assert _rel(jnp.exp, 0.0, 1.0, "richardson") < 1e-13
+        assert _rel(lambda x: x**99, 1.0, 99.0, "richardson") < 1e-13
+        x = jnp.array([-1.2, 1.0])
+        g, err = fd_grad(rosen, x, scheme="richardson", return_error=True)
+        exact = np.asarray(jax.grad(rosen)(x))
+        actual = np.abs(np.asarray(g) - exact)
+        assert np.all(actual <= np.asarray(err))
+        assert np.max(actual / np.abs(exact)) < 1e-13
+        jv = fd_jvp(jnp.exp, jnp.array([0.5, 1.0]), jnp.array([1.0, -2.0]), scheme="richardson")
+        np.testing.assert_allclose(jv, np.exp([0.5, 1.0]) * [1.0, -2.0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("x0", [1e-4, 1e-5])
+def test_richardson_beyond_its_ladder_says_so(x0, monkeypatch):
+    # 1/x at x = 1e-4: every window of the ladder has a step above 1e-4 and straddles the
+    # pole; the result is wrong, and the estimate must say so. Without the regime check the
+    # top window (D ~ -1/h^2, all tiny) agreed with itself: 2% (1e-4), 0.1% (1e-5) reported
+    # for a 100% error.
+    def run(regime):
+        ladder = _fd_adaptive.LADDERS["richardson"]._replace(regime=regime)
+        monkeypatch.setitem(_fd_adaptive.LADDERS, "richardson", ladder)
+        f = lambda v: jnp.sum(1.0 / v)  # a new function: a new trace with this ladder
+        g, err = fd_grad(f, jnp.array([x0]), scheme="richardson", return_error=True)
+        return abs(float(g[0]) + 1 / x0**2), float(err[0])
+
+    with scoped(x64=True):
+        actual, err = run(True)
+        assert actual <= err
+        actual, err = run(False)
+        assert actual > 10 * err  # the planted failure: what the check catches
+
+
+def test_richardson_float32_across_a_pole_is_bounded():
+    # the fixed float32 step (eps^(1/5) * max(1, |x|) = 0.04) stepped across the pole of 1/x
+    # at x = 0.01: a 24x error reported as 21x
+    f = lambda v: jnp.sum(1.0 / v)
+    g, err = fd_grad(f, jnp.array([0.01], jnp.float32), scheme="richardson", return_error=True)
+    assert g.dtype == jnp.float32
+    actual = abs(float(g[0]) + 1e4)
+    assert actual <= float(err[0])
+    assert actual / 1e4 < 1e-4
 
 
 def test_complex_step_is_machine_precision():

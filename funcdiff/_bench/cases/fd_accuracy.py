@@ -27,6 +27,7 @@ import numpy as np
 from funcdiff._bench._context import Context, Settings
 from funcdiff._bench._timing import measure
 from funcdiff._config import scoped
+from funcdiff._fd_adaptive import ADAPTIVE, RICHARDSON
 
 NAME = "fd-accuracy"
 SCHEMES = ("central", "richardson", "adaptive", "complex")
@@ -123,7 +124,13 @@ def funcdiff_fn(scheme: str, f: Callable[[Any, Any], Any]) -> Callable[[jax.Arra
     return functools.partial(fd_grad, fun, scheme=scheme, return_error=True)
 
 
-EVALS = {"central": 2, "richardson": 6, "adaptive": 48, "complex": 1}
+# evaluations per coordinate (both sides of every rung of a ladder)
+EVALS = {
+    "central": 2,
+    "richardson": 2 * RICHARDSON.rungs,
+    "adaptive": 2 * ADAPTIVE.rungs,
+    "complex": 1,
+}
 
 
 def rel_error(g: np.ndarray, exact: np.ndarray) -> float:
