@@ -12,7 +12,7 @@ Schemes, with :math:`D` the derivative along :math:`e` (a coordinate or a direct
 * ``"backward"``: :math:`(f(x) - f(x-he))/h`, error :math:`O(h)`.
 * ``"central"``: :math:`(f(x+he) - f(x-he))/2h`, error :math:`O(h^2)`.
 * ``"richardson"``: O(h^6) and O(h^8) Richardson extrapolation of central differences on a
-  short ladder of 9 steps :math:`h_0 4^{-k}`, :math:`h_0 = \tfrac12\max(1, |x_i|)` (18
+  short ladder of 11 steps :math:`h_0 4^{-k}`, :math:`h_0 = \tfrac12\max(1, |x_i|)` (22
   evaluations per coordinate), the step chosen per coordinate by estimated error: see
   :mod:`funcdiff._fd_adaptive`. With a float ``step`` it is the fixed stencil: central
   differences at :math:`h, h/2, h/4` extrapolated twice, :math:`S = (16R_2 - R_1)/15` with
@@ -885,7 +885,7 @@ def fd_grad(
       x: an array or a pytree of float arrays. float16/bfloat16 leaves are upcast to float32
         with a warning; their derivatives are computed and returned in float32.
       scheme: ``"forward"``, ``"backward"``, ``"central"``, ``"richardson"`` (O(h^6)
-        extrapolation on the best window of a 9-step ladder (ratio 4) per element, 18
+        extrapolation on the best window of an 11-step ladder (ratio 4) per element, 22
         evaluations), ``"adaptive"`` (the same on a 24-step ladder (ratio 2), 48 evaluations;
         the most accurate in real arithmetic) or ``"complex"`` (``Im f(x+ih)/h``, 1
         evaluation, machine precision; only for functions holomorphic in ``x``, refused with
