@@ -377,14 +377,19 @@ def _escalate_core(
     )
     r_err = trunc[:, 0] + roundoff
     a_v, a_e, r_v = a_val[:, 0], a_err[:, 0], value[:, 0]
-    # two independent references: where they disagree beyond both estimates, one estimate
-    # is wrong, so the gap between them is the error (never a confident wrong reference)
-    agree = jnp.abs(a_v - r_v) <= a_e + r_err
+    # two independent references, the one with the smaller estimate used. Where they disagree
+    # beyond both estimates, one estimate is wrong, so the gap between them is the error
+    # (never a confident wrong reference). Where they agree, Richardson's estimate is still
+    # floored by their gap up to the ladder's estimate: its round-off bound comes from |f|,
+    # which says nothing when f is a sum that cancels to ~0 (sum tanh(100 x), float64)
+    gap = jnp.abs(a_v - r_v)
+    agree = gap <= a_e + r_err
     use_ladder = jnp.isfinite(a_e) & ~(a_e >= r_err)
     err = jnp.where(use_ladder, a_e, r_err)
+    floor = jnp.where(agree, jnp.minimum(a_e, gap), gap)
     return {
         "fd": jnp.where(use_ladder, a_v, r_v),
-        "err": jnp.where(agree | ~jnp.isfinite(a_e), err, jnp.maximum(err, jnp.abs(a_v - r_v))),
+        "err": jnp.where(jnp.isfinite(a_e), jnp.maximum(err, floor), err),
         "gap1": jnp.abs(fwd1 - bwd1),
         "gap4": jnp.abs(fwd4 - bwd4),
         "fwd": fwd4,

@@ -339,3 +339,17 @@ def test_default_tolerance_sets_the_smallest_error_caught(x64, x, caught, missed
 
     assert _check.default_rtol(jnp.float64 if x64 else jnp.float32) == (1e-8 if x64 else 1e-4)
     assert ok(0.0) and not ok(caught) and ok(missed)
+
+
+def test_a_sum_that_cancels_is_no_false_alarm():
+    """sum(tanh(100 x)) on a symmetric grid is 4e-16: the fixed Richardson reference bounded
+    its round-off by |f| and called elements 4 and 5 (exact 100 sech^2(11.1) ~ 1e-7) wrong;
+    now its estimate is floored by its gap to the ladder. A planted 1% error (9e-10, above
+    what differences of O(1) terms resolve here, 2.5e-10) is still caught."""
+    f = lambda v: jnp.sum(jnp.tanh(100 * v))
+    with scoped(x64=True):
+        x = jnp.linspace(-1.0, 1.0, 10)
+        assert check_grad(f, x).ok
+        plant = lambda v: jax.grad(f)(v) * (1 + 1e-2 * (jnp.arange(10) == 4))  # 9e-10 off
+        r = check_grad(f, x, grad=plant)
+    assert not r.ok and [e.index for e in r.failures] == [(4,)], str(r)
