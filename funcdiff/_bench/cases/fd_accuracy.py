@@ -125,8 +125,9 @@ def funcdiff_fn(scheme: str, f: Callable[[Any, Any], Any]) -> Callable[[jax.Arra
 
 
 # evaluations per coordinate (both sides of every rung of a ladder)
+# evaluations per coordinate with ``return_error=True`` (plus one at x)
 EVALS = {
-    "central": 2,
+    "central": 4,  # h and h/2: the second pair is the truncation estimate
     "richardson": 2 * RICHARDSON.rungs,
     "adaptive": 2 * ADAPTIVE.rungs,
     "complex": 1,
