@@ -422,6 +422,11 @@ def test_wrong_kinds_are_type_errors():
         parity.compare_training(
             (mlp_apply, params_of(net)), None, net, sgd(net), batches(2), loss="mse", steps=3
         )
+    for bad, error in (("x", TypeError), (2.0, TypeError), (True, TypeError), (0, ValueError)):
+        with pytest.raises(error, match="`steps`"):
+            parity.compare_training(
+                (mlp_apply, params_of(net)), None, net, sgd(net), batches(2), loss="mse", steps=bad
+            )
     with pytest.raises(TypeError, match="`rtol`"):
         parity.compare_training(
             (mlp_apply, params_of(net)), None, net, sgd(net), batches(1), loss="mse", rtol=False

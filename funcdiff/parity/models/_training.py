@@ -39,7 +39,7 @@ import numpy as np
 import optax
 
 from funcdiff._config import scoped
-from funcdiff._validation import check_positive_float
+from funcdiff._validation import check_int, check_positive_float
 from funcdiff.parity import _optim
 from funcdiff.parity._compare import DEFAULT_TOLERANCES, _check_tolerance, compare_arrays
 from funcdiff.parity._measure import torch_precision
@@ -306,10 +306,10 @@ def compare_training(
 
     Raises:
       TypeError: a model, optimizer, ``tx``, ``loss`` or batch of the wrong kind; an
-        Equinox module with state given without its ``eqx.nn.State``.
-      ValueError: batches of different shapes, or shapes a model rejects; a loss that is not
-        a scalar; an optimizer whose parameters are not the module's; weights that do not
-        load.
+        Equinox module with state given without its ``eqx.nn.State``; ``steps`` not an int.
+      ValueError: ``steps`` below 1 or beyond the batches; batches of different shapes, or
+        shapes a model rejects; a loss that is not a scalar; an optimizer whose parameters
+        are not the module's; weights that do not load.
       NotImplementedError: a torch optimizer or scheduler ``optax_like`` cannot map (pass
         ``tx``).
 
@@ -327,8 +327,8 @@ def compare_training(
     """
     torch = require_torch()
     tol = {k: _check_tolerance(k, v) for k, v in (("rtol", rtol), ("atol", atol))}
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"Expected `steps` to be a positive int or None, got {steps!r}.")
+    if steps is not None:
+        steps = check_int("steps", steps, minimum=1)
     if clip_grad_norm is not None:
         clip_grad_norm = check_positive_float("clip_grad_norm", clip_grad_norm)
     jax_loss, torch_loss = _losses(loss)
