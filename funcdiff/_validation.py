@@ -17,6 +17,7 @@ import numpy as np
 __all__ = [
     "SEED_MAX",
     "SEED_MIN",
+    "TRACER_ERRORS",
     "UserFunctionError",
     "as_float_array",
     "as_prng_key",
@@ -28,6 +29,7 @@ __all__ = [
     "check_optional_callable",
     "check_positive_float",
     "check_real",
+    "check_seed",
     "first_line",
     "is_array_leaf",
     "is_float_dtype",
@@ -69,7 +71,7 @@ class UserFunctionError(ValueError):
 
 # JAX's errors for a Python function that cannot be traced: control flow or conversions on a
 # traced value, a leaked tracer, a boolean mask of traced shape.
-_TRACER_ERRORS: tuple[type[BaseException], ...] = (
+TRACER_ERRORS: tuple[type[BaseException], ...] = (
     jax.errors.ConcretizationTypeError,
     jax.errors.TracerArrayConversionError,
     jax.errors.TracerIntegerConversionError,
@@ -100,7 +102,7 @@ def _user_error(name: str, exc: BaseException) -> UserFunctionError:
     kind = type(exc).__name__
     first = first_line(exc)
     said = f"{kind}: {first}" if first else kind
-    if isinstance(exc, _TRACER_ERRORS) or "not a valid JAX type" in str(exc):
+    if isinstance(exc, TRACER_ERRORS) or "not a valid JAX type" in str(exc):
         link = _jax_link(exc)
         message = f"The function passed as `{name}` is not jit-compatible ({said}). {_JIT_HINT}."
         if link:
@@ -254,6 +256,17 @@ def check_real(
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # the int seeds jax.random.key accepts
 
 
+def check_seed(name: str, seed: numbers.Integral) -> int:
+    """An int seed as ``int``; a ValueError unless it fits in 64 signed bits (what
+    ``jax.random.key`` accepts, and every seeded function of funcdiff takes)."""
+    if not SEED_MIN <= int(seed) <= SEED_MAX:
+        raise ValueError(
+            f"Expected `{name}` as an int seed to fit in 64 signed bits ({SEED_MIN} to "
+            f"{SEED_MAX}), got {seed}. Use a smaller seed or pass jax.random.key(...)."
+        )
+    return int(seed)
+
+
 def as_prng_key(name: str, key: Any, *, default: int | None = 0) -> jax.Array:
     """A PRNG key from ``key``: a key (typed or raw ``uint32[2]``), an int seed, or None.
 
@@ -271,13 +284,7 @@ def as_prng_key(name: str, key: Any, *, default: int | None = 0) -> jax.Array:
             )
         return jax.random.key(default)
     if isinstance(key, numbers.Integral) and not isinstance(key, bool | np.bool_):
-        lo, hi = SEED_MIN, SEED_MAX
-        if not lo <= int(key) <= hi:
-            raise ValueError(
-                f"Expected `{name}` as an int seed to fit in 64 signed bits ({lo} to {hi}), "
-                f"got {key}. Use a smaller seed or pass jax.random.key(...)."
-            )
-        return jax.random.key(int(key))
+        return jax.random.key(check_seed(name, key))
     if is_prng_key(key):
         if key.shape != ():
             raise TypeError(f"Expected `{name}` to be a single PRNG key, got shape {key.shape}.")

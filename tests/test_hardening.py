@@ -128,8 +128,23 @@ def test_empty_x_is_a_value_error(call):
 
 @pytest.mark.parametrize("seed", [2**64, 2**63, -(2**63) - 1])
 def test_seed_beyond_64_bits(seed):
+    """Every seeded function takes the same int seeds: the signed 64-bit range."""
     with pytest.raises(ValueError, match=r"`key`.*64"):
         check_grad(sq, X, mode="directional", key=seed)
+    torch = pytest.importorskip("torch")
+    from funcdiff.parity import compare
+
+    with pytest.raises(ValueError, match=r"`key`.*64"):
+        compare(jnp.sin, torch.sin, np.ones(2), key=seed)
+
+
+def test_negative_seeds_are_seeds_everywhere():
+    assert check_grad(sq, X, mode="directional", key=-1).ok
+    torch = pytest.importorskip("torch")
+    from funcdiff.parity import compare, run_catalog
+
+    assert compare(jnp.sin, torch.sin, np.ones(2), key=-(2**63)).ok
+    assert run_catalog(pattern="tutorial/f", key=-1).ok
 
 
 def test_too_many_directions_is_refused_before_allocating():
@@ -318,8 +333,8 @@ def test_run_catalog_refuses_non_cases_and_bad_golden_paths(tmp_path):
         run_catalog(pattern=3)
     with pytest.raises(TypeError, match="`dtypes`"):
         run_catalog(dtypes=3)
-    with pytest.raises(ValueError, match="`key`"):
-        run_catalog(pattern="tutorial/f", key=-1)
+    with pytest.raises(ValueError, match=r"`key`.*64"):
+        run_catalog(pattern="tutorial/f", key=2**64)
 
 
 def test_run_catalog_progress_that_raises_is_the_users(tmp_path):

@@ -19,26 +19,26 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcdiff._config import ONE_SHOT_COMPILER_OPTIONS, QUICK_RUN_COMPILER_OPTIONS, OneShotJit
-from funcdiff._validation import UserFunctionError, is_float_dtype, is_prng_key
+from funcdiff._validation import (
+    TRACER_ERRORS,
+    UserFunctionError,
+    check_seed,
+    is_float_dtype,
+    is_prng_key,
+)
 from funcdiff.parity._convert import _numpy_to_tensor, _tensor_to_numpy, to_numpy_tree
 from funcdiff.parity._torch import require_torch
 
 __all__ = ["Measurement", "Prepared", "flatten_output", "measure_jax", "measure_torch", "prepare"]
 
 Leaves = list[tuple[str, np.ndarray]]
-_TRACER_ERRORS = (
-    jax.errors.ConcretizationTypeError,
-    jax.errors.TracerArrayConversionError,
-    jax.errors.TracerBoolConversionError,
-    jax.errors.TracerIntegerConversionError,
-)
 
 
 def _cannot_trace(e: BaseException) -> bool:
     """A function that does not trace (under jit) but may run eagerly: retry without jit."""
     if isinstance(e, UserFunctionError):
         e = e.original if e.original is not None else e
-    return isinstance(e, _TRACER_ERRORS)
+    return isinstance(e, TRACER_ERRORS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +72,9 @@ def _seed_rng(key: Any) -> np.random.Generator:
     if key is None:
         return np.random.default_rng(0)
     if isinstance(key, int | np.integer) and not isinstance(key, bool):
-        # a negative seed (jax.random.key accepts them) as its 64-bit two's complement
-        return np.random.default_rng(int(key) if key >= 0 else int(key) % 2**64)
+        # the seeds jax.random.key accepts; a negative one as its 64-bit two's complement
+        seed = check_seed("key", key)
+        return np.random.default_rng(seed if seed >= 0 else seed % 2**64)
     if is_prng_key(key):
         data = np.asarray(jax.random.key_data(key)).ravel()
     elif hasattr(key, "dtype") and np.asarray(key).dtype == np.uint32:

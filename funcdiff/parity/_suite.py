@@ -25,6 +25,7 @@ from funcdiff._validation import (
     as_prng_key,
     check_choice,
     check_optional_callable,
+    check_seed,
     user_function,
 )
 from funcdiff.parity import _golden
@@ -286,13 +287,12 @@ def _check_pattern(pattern: Any) -> str | None:
 
 
 def _check_key(key: Any) -> Any:
-    """None, an int seed >= 0 (NumPy seeds the cotangents) or a PRNG key."""
+    """None, an int seed in the signed 64-bit range (as everywhere in funcdiff; ``compare``
+    seeds NumPy with it, a negative one as its two's complement) or a PRNG key."""
     if key is None:
         return None
     if isinstance(key, int | np.integer) and not isinstance(key, bool):
-        if key < 0:
-            raise ValueError(f"Expected `key` as an int seed to be >= 0, got {key}.")
-        return int(key)
+        return check_seed("key", key)
     return as_prng_key("key", key)
 
 
