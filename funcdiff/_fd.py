@@ -512,56 +512,167 @@ _fd_core = one_shot_jit(
 )(_fd_core_impl)
 
 
-@one_shot_jit(static_argnames=("fun", "spec", "scheme", "want_error"))
-def _grad_program(
-    fun: Callable[..., Any], spec: Spec, scheme: str, want_error: bool, leaves: list[jax.Array]
-) -> tuple[Any, Any, jax.Array]:
-    """The whole of a default ``fd_grad`` call in one program: ravel, differences, unravel.
+class OutSpec(NamedTuple):
+    """A function's output structure, hashable (a static argument of the fast programs)."""
 
-    Returns ``(gradient, error or None, ok)``; ``ok`` is False when anything is not finite
+    treedef: Any
+    leaves: tuple[tuple[tuple[int, ...], str], ...]
+
+    @classmethod
+    def of(cls, struct: Any) -> OutSpec:
+        leaves, treedef = jax.tree_util.tree_flatten(struct)
+        return cls(treedef, tuple((tuple(v.shape), str(v.dtype)) for v in leaves))
+
+    @property
+    def struct(self) -> Any:
+        leaves = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in self.leaves]
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+
+def _shape_row(struct: Any, row: jax.Array) -> Any:
+    """A flat output row as the output's pytree (``fd_jvp``'s layout)."""
+    out_leaves, out_def = jax.tree_util.tree_flatten(struct)
+    pieces, pos = [], 0
+    for leaf in out_leaves:
+        size = math.prod(leaf.shape)
+        pieces.append(row[pos : pos + size].reshape(leaf.shape).astype(leaf.dtype))
+        pos += size
+    return jax.tree_util.tree_unflatten(out_def, pieces)
+
+
+def _shape_result(kind: str, spec: Spec, out: OutSpec | None, mat: jax.Array) -> Any:
+    """(m, p) derivatives -> the pytree ``fd_grad``, ``fd_jacobian`` or ``fd_jvp`` returns."""
+    if kind == "grad":
+        return _unravel_out(spec, mat[:, 0])
+    assert out is not None
+    if kind == "jacobian":
+        return _unravel_jacobian(spec, out.struct, mat)
+    return _shape_row(out.struct, mat[0])
+
+
+@one_shot_jit(static_argnames=("fun", "spec", "out", "kind", "scheme", "want_error"))
+def _program(
+    fun: Callable[..., Any],
+    spec: Spec,
+    out: OutSpec | None,
+    kind: str,
+    scheme: str,
+    want_error: bool,
+    leaves: list[jax.Array],
+    vleaves: list[jax.Array],
+) -> tuple[Any, Any, jax.Array]:
+    """The whole of a default ``fd_grad``/``fd_jacobian``/``fd_jvp`` call in one program:
+    ravel, differences, unravel (``vleaves``: the leaves of ``fd_jvp``'s ``v``).
+
+    Returns ``(derivative, error or None, ok)``; ``ok`` is False when anything is not finite
     (the caller then takes the checked path, which raises the precise error).
     """
     flat = jnp.concatenate([jnp.ravel(a).astype(spec.compute_dtype) for a in leaves])
-    empty = jnp.zeros((0,), flat.dtype)
+    directional = kind == "jvp"
+    dirs = jnp.zeros((0,), flat.dtype)
+    if directional:
+        dirs = jnp.concatenate([jnp.ravel(a).astype(flat.dtype) for a in vleaves])[None, :]
     res = _fd_core_impl(
-        fun, spec, scheme, want_error, False, False, flat, [], empty, jnp.zeros((), flat.dtype)
+        fun, spec, scheme, want_error, directional, False, flat, [], dirs, jnp.zeros((), flat.dtype)
     )
     ok = jnp.all(jnp.isfinite(flat)) & jnp.all(jnp.isfinite(res["f0"]))
-    ok &= jnp.all(jnp.isfinite(res["value"]))
-    value = _unravel_out(spec, res["value"][:, 0])
+    ok &= jnp.all(jnp.isfinite(dirs)) & jnp.all(jnp.isfinite(res["value"]))
+    value = _shape_result(kind, spec, out, res["value"])
     error = None
     if want_error:
         ok &= jnp.all(jnp.isfinite(res["error"]))
-        error = _unravel_out(spec, res["error"][:, 0])
+        error = _shape_result(kind, spec, out, res["error"])
     return value, error, ok
 
 
-# (fun, treedef, shapes and dtypes, scheme, return_error, x64) -> Spec, for calls that passed
-# the checked path once: later calls skip the host-side checks (tens of microseconds warm).
-_FAST_SPECS: dict[Any, Spec] = {}
+# (kind, fun, treedef, shapes and dtypes (of x, and of v for fd_jvp), scheme, return_error,
+# x64) -> (Spec, OutSpec), for calls that passed the checked path once: later calls skip the
+# host-side checks (tens of microseconds warm).
+_FAST_SPECS: dict[Any, tuple[Spec, OutSpec | None]] = {}
 _FAST_MAX = 512
 
 
+class Fast(NamedTuple):
+    """A call's fast-path key (None: the checked path only) and its leaves."""
+
+    key: Any
+    leaves: list[Any]
+    vleaves: list[Any]
+
+
 def _fast_key(
-    fun: Any, x: Any, scheme: Any, return_error: Any
-) -> tuple[Any | None, list[Any]] | None:
+    kind: str, fun: Any, x: Any, scheme: Any, return_error: Any, v: Any = None
+) -> Fast | None:
     """The fast-path key and the leaves, or None when the call needs the checked path."""
     if not isinstance(scheme, str) or not isinstance(return_error, bool):
         return None
     leaves, treedef = jax.tree_util.tree_flatten(x)
+    vleaves, vdef = jax.tree_util.tree_flatten(v)
     sig = []
-    for leaf in leaves:
+    for leaf in (*leaves, *vleaves):
         if not isinstance(leaf, jax.Array) or leaf.dtype not in (np.float32, np.float64):
             return None
         sig.append((leaf.shape, leaf.dtype, leaf.weak_type))
     if any(weak for _, _, weak in sig):  # jit compiles weak-typed leaves separately:
-        return None, leaves  # checked path only (it runs the strong-typed program)
-    key = (fun, treedef, tuple(sig), scheme, return_error, bool(jax.config.read("jax_enable_x64")))
+        return Fast(None, leaves, vleaves)  # checked path only (it runs the strong program)
+    x64 = bool(jax.config.read("jax_enable_x64"))
+    key = (kind, fun, treedef, vdef, tuple(sig), scheme, return_error, x64)
     try:
         hash(key)
     except TypeError:
         return None
-    return key, leaves
+    return Fast(key, leaves, vleaves)
+
+
+def _run_fast(
+    fast: Fast | None, fun: Callable[..., Any], kind: str, scheme: str, return_error: bool
+) -> Any:
+    """The derivative by the cached fast program, or None (not cached, or not finite)."""
+    if fast is None or fast.key is None or fast.key not in _FAST_SPECS:
+        return None
+    spec, out = _FAST_SPECS[fast.key]
+    value, error, ok = _program(
+        fun, spec, out, kind, scheme, return_error, fast.leaves, fast.vleaves
+    )
+    if not bool(ok):
+        return None
+    return (value, error) if return_error else value
+
+
+def _run_checked(
+    fast: Fast | None,
+    fun: Callable[..., Any],
+    spec: Spec,
+    out: OutSpec | None,
+    kind: str,
+    scheme: str,
+    return_error: bool,
+    flat: jax.Array,
+    vflat: jax.Array | None = None,
+) -> Any:
+    """After the checks: the fast program on the checked inputs (remembered for next time), or
+    None when the fast path does not apply or a value is not finite (``run_core`` then raises
+    the precise error)."""
+    if fast is None or not all(leaf.is_float for leaf in spec.leaves):
+        return None
+
+    def pieces(vector: jax.Array) -> list[np.ndarray]:
+        # host pieces of a checked flat vector: strong-typed, so a weak-typed x (jnp.full(5,
+        # 0.1)) runs the same compiled program as a strong one
+        host, out, pos = np.asarray(vector), [], 0
+        for leaf in spec.leaves:
+            size = math.prod(leaf.shape)
+            out.append(host[pos : pos + size].reshape(leaf.shape).astype(leaf.dtype))
+            pos += size
+        return out
+
+    vleaves = [] if vflat is None else pieces(vflat)
+    value, error, ok = _program(fun, spec, out, kind, scheme, return_error, pieces(flat), vleaves)
+    if not bool(ok):
+        return None
+    if fast.key is not None and len(_FAST_SPECS) < _FAST_MAX:
+        _FAST_SPECS[fast.key] = (spec, out)
+    return (value, error) if return_error else value
 
 
 def _special_core(
@@ -919,28 +1030,18 @@ def fd_grad(
       >>> print(jnp.round(g, 4))
       [1.3619 0.1919]
     """
-    fast = _fast_key(fun, x, scheme, return_error) if step is None and domain is None else None
-    if fast is not None and fast[0] is not None and fast[0] in _FAST_SPECS:
-        value, error, ok = _grad_program(fun, _FAST_SPECS[fast[0]], scheme, return_error, fast[1])
-        if bool(ok):
-            return (value, error) if return_error else value
+    default = step is None and domain is None
+    fast = _fast_key("grad", fun, x, scheme, return_error) if default else None
+    got = _run_fast(fast, fun, "grad", scheme, return_error)
+    if got is not None:
+        return got
     return_error = check_bool("return_error", return_error)
     spec, flat, others, scheme, step = _prepare(fun, x, scheme, step)
     bounds = check_domain(spec, flat, scheme, domain)
     check_outputs(fun, spec, scalar=True, caller="fd_grad")
-    if fast is not None and all(leaf.is_float for leaf in spec.leaves):
-        # host pieces of the checked flat vector: strong-typed, so a weak-typed x (jnp.full(5,
-        # 0.1)) runs the same compiled program as a strong one
-        host, pieces, pos = np.asarray(flat), [], 0
-        for leaf in spec.leaves:
-            size = math.prod(leaf.shape)
-            pieces.append(host[pos : pos + size].reshape(leaf.shape).astype(leaf.dtype))
-            pos += size
-        value, error, ok = _grad_program(fun, spec, scheme, return_error, pieces)
-        if bool(ok):
-            if fast[0] is not None and len(_FAST_SPECS) < _FAST_MAX:
-                _FAST_SPECS[fast[0]] = spec
-            return (value, error) if return_error else value
+    got = _run_checked(fast, fun, spec, None, "grad", scheme, return_error, flat)
+    if got is not None:
+        return got
     res = run_core(
         fun, spec, flat, others, scheme=scheme, step=step, want_error=return_error, bounds=bounds
     )
@@ -999,10 +1100,19 @@ def fd_jacobian(
       [[1. 0.]
        [0. 1.]]
     """
+    default = step is None and domain is None
+    fast = _fast_key("jacobian", fun, x, scheme, return_error) if default else None
+    got = _run_fast(fast, fun, "jacobian", scheme, return_error)
+    if got is not None:
+        return got
     return_error = check_bool("return_error", return_error)
     spec, flat, others, scheme, step = _prepare(fun, x, scheme, step)
     bounds = check_domain(spec, flat, scheme, domain)
     struct = check_outputs(fun, spec, scalar=False, caller="fd_jacobian")
+    out = OutSpec.of(struct)
+    got = _run_checked(fast, fun, spec, out, "jacobian", scheme, return_error, flat)
+    if got is not None:
+        return got
     res = run_core(
         fun, spec, flat, others, scheme=scheme, step=step, want_error=return_error, bounds=bounds
     )
@@ -1059,10 +1169,18 @@ def fd_jvp(
       >>> print(jnp.round(fd_jvp(jnp.sin, jnp.zeros(2), jnp.array([1.0, 2.0])), 4))
       [1. 2.]
     """
+    fast = _fast_key("jvp", fun, x, scheme, return_error, v) if step is None else None
+    got = _run_fast(fast, fun, "jvp", scheme, return_error)
+    if got is not None:
+        return got
     return_error = check_bool("return_error", return_error)
     spec, flat, others, scheme, step = _prepare(fun, x, scheme, step)
     vflat = _direction(spec, v, "v")
     struct = check_outputs(fun, spec, scalar=False, caller="fd_jvp")
+    out = OutSpec.of(struct)
+    got = _run_checked(fast, fun, spec, out, "jvp", scheme, return_error, flat, vflat)
+    if got is not None:
+        return got
     res = run_core(
         fun,
         spec,
@@ -1073,19 +1191,9 @@ def fd_jvp(
         want_error=return_error,
         dirs=vflat[None, :],
     )
-    out_leaves, out_def = jax.tree_util.tree_flatten(struct)
-
-    def shape_out(row: jax.Array) -> Any:
-        pieces, pos = [], 0
-        for leaf in out_leaves:
-            size = math.prod(leaf.shape)
-            pieces.append(row[pos : pos + size].reshape(leaf.shape).astype(leaf.dtype))
-            pos += size
-        return jax.tree_util.tree_unflatten(out_def, pieces)
-
-    value = shape_out(res["value"][0])
+    value = _shape_row(struct, res["value"][0])
     if return_error:
-        return value, shape_out(res["error"][0])
+        return value, _shape_row(struct, res["error"][0])
     return value
 
 
@@ -1131,6 +1239,14 @@ def fd_hvp(
       >>> print([round(float(v), 3) for v in hv])
       [6.0, 0.0]
     """
+    if callable(fun) and step is None:  # a repeated call: fd_jvp's cached fast program
+        try:
+            fast = _fast_key("jvp", grad_of(fun), x, scheme, return_error, v)
+        except TypeError:  # an unhashable fun: the checks below say so
+            fast = None
+        got = _run_fast(fast, grad_of(fun), "jvp", scheme, return_error) if fast else None
+        if got is not None:
+            return got
     check_callable("fun", fun)
     check_scheme(scheme)
     check_step(step)
