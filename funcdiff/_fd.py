@@ -659,12 +659,12 @@ def _run_checked(
     def pieces(vector: jax.Array) -> list[np.ndarray]:
         # host pieces of a checked flat vector: strong-typed, so a weak-typed x (jnp.full(5,
         # 0.1)) runs the same compiled program as a strong one
-        host, out, pos = np.asarray(vector), [], 0
+        host, parts, pos = np.asarray(vector), [], 0
         for leaf in spec.leaves:
             size = math.prod(leaf.shape)
-            out.append(host[pos : pos + size].reshape(leaf.shape).astype(leaf.dtype))
+            parts.append(host[pos : pos + size].reshape(leaf.shape).astype(leaf.dtype))
             pos += size
-        return out
+        return parts
 
     vleaves = [] if vflat is None else pieces(vflat)
     value, error, ok = _program(fun, spec, out, kind, scheme, return_error, pieces(flat), vleaves)
