@@ -256,7 +256,7 @@ def check_real(
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # the int seeds jax.random.key accepts
 
 
-def check_seed(name: str, seed: numbers.Integral) -> int:
+def check_seed(name: str, seed: int | np.integer[Any] | numbers.Integral) -> int:
     """An int seed as ``int``; a ValueError unless it fits in 64 signed bits (what
     ``jax.random.key`` accepts, and every seeded function of funcdiff takes)."""
     if not SEED_MIN <= int(seed) <= SEED_MAX:
