@@ -83,11 +83,13 @@ _ONE_SIDED_FACTOR = 2.5
 # Function values carry more than one ulp of round-off (sums, transcendental functions).
 _ROUNDOFF_ULPS = 8.0
 # Largest number of perturbed copies of x held at once (elements): one batch of a GPU/TPU
-# program, and of a CPU program where the copies fit in the L2 cache (1 MiB in float64). On a
+# program, and of a CPU program where the copies fit in the L2 cache (2 MiB in float64). On a
 # CPU, XLA splits each such batch across the cores; one 32 MiB batch is evaluated from main
-# memory: d = 1000, central with its estimate, 17 ms against 42 ms (2 cores).
+# memory: d = 1000, central with its estimate, 17 ms against 40 ms on an elementwise function,
+# 48 against 67 ms on a matrix-vector one (2 cores; 2**17 elements was as fast on the first,
+# 1.2x slower in check_grad on the second: smaller batches make smaller matrix products).
 _CHUNK_ELEMENTS = 1 << 22
-_CPU_CHUNK_ELEMENTS = 1 << 17
+_CPU_CHUNK_ELEMENTS = 1 << 18
 
 
 # --------------------------------------------------------------------------------------------
