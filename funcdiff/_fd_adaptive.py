@@ -161,6 +161,37 @@ def _regime(
     return jnp.where(flagged, jnp.maximum(total, spread), total)
 
 
+def _order(
+    d: jax.Array, cand: jax.Array, total: jax.Array, level: int, ratio: float, power: int
+) -> jax.Array:
+    """``total``, or a tail bound where a one-sided window's gaps shrink at the wrong rate.
+
+    A one-sided difference has an error series in powers of h, so its gaps
+    ``g_j = |D_j - D_{j+1}|`` shrink by ``ratio**power`` a rung. At an endpoint where f is not
+    smooth (``x**1.5`` at 0: ``D(h) = h**0.5``) they shrink by another factor, the
+    extrapolation assumes the wrong powers, and its gaps can agree on a wrong value. A window
+    whose gap ratios stray from ``ratio**power`` by more than 1.3x is scored by the tail of
+    the sequence instead: the derivative is ``D_b`` plus the remaining gaps, at most
+    ``g_b / (1 - rho)`` with ``rho`` the observed ratio at the window's last rung ``b``.
+    """
+    n = cand.shape[1]
+    gap = jnp.abs(d[:, 1:] - d[:, :-1])  # (m, K-1, p)
+    with_gap = (gap[:, 1:] > 0) | (gap[:, :-1] > 0)
+    rho = gap[:, 1:] / jnp.where(gap[:, :-1] > 0, gap[:, :-1], jnp.inf)  # (m, K-2, p)
+    expect = ratio ** -float(power)
+    off = with_gap & ~((rho < 1.3 * expect) & (rho > expect / 1.3))
+    flagged = off[:, :n]
+    for j in range(1, level - 1):
+        flagged = flagged | off[:, j : j + n]
+    last = d[:, level : level + n]  # D_b, b = k + level
+    g_b = gap[:, level : level + n]
+    rho_b = rho[:, level - 1 : level - 1 + n]
+    tail = jnp.where(g_b == 0, 0.0, jnp.where(rho_b < 1, g_b / (1 - rho_b), jnp.inf))
+    bound = jnp.abs(cand - last) + tail
+    bound = jnp.where(jnp.isfinite(bound), bound, jnp.inf)
+    return jnp.where(flagged, jnp.maximum(total, bound), total)
+
+
 def ladder_steps(
     x: jax.Array, top: jax.Array, coords: jax.Array | None, ladder: Ladder = ADAPTIVE
 ) -> jax.Array:
@@ -256,6 +287,8 @@ def adaptive(
             total = trunc + roundoff
             if power == 2 and ladder.regime:
                 total = _regime(d, fabs, xscale, hs, cand, total, level, eps * ulps)
+            elif power == 1:
+                total = _order(d, cand, total, level, ladder.ratio, power)
             cands.append(cand)
             totals.append(jnp.where(flat & moved, jnp.inf, total))
             tops.append(hs[:, :n])

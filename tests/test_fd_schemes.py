@@ -231,3 +231,24 @@ def test_warm_fast_path_of_jacobian_jvp_and_hvp():
             fd_jvp(f, x, {"a": v["a"], "c": v["b"]})
         with pytest.raises(ValueError, match="`v` to be finite"):
             fd_jvp(f, x, {"a": v["a"], "b": jnp.array([np.nan, 0.0, 1.0])})
+
+
+@pytest.mark.parametrize("power", [1.5, 2.5])
+def test_one_sided_ladder_at_a_rough_endpoint_says_so(power, monkeypatch):
+    """x**1.5 and x**2.5 at 0 (domain (0, inf)): D(h) = h**(power - 1), not a series in h, so
+    the one-sided extrapolation assumed the wrong powers and reported a third (x**1.5) of its
+    error; windows whose gaps shrink at the wrong rate are now scored by the tail."""
+
+    def run(order):
+        monkeypatch.setattr(_fd_adaptive, "_order", order)
+        f = lambda v: jnp.sum(v**power)  # a new function: traced with this `_order`
+        g, err = fd_grad(
+            f, jnp.array([0.0]), scheme="adaptive", domain=(0.0, None), return_error=True
+        )
+        return abs(float(g[0])), float(err[0])  # the derivative at 0 is 0
+
+    with scoped(x64=True):
+        actual, err = run(_fd_adaptive._order)
+        assert actual <= err
+        actual, err = run(lambda d, cand, total, *a: total)  # the planted failure
+        assert actual > err
