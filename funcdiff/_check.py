@@ -7,8 +7,9 @@ as a hand-derived formula) with finite differences.
   the central differences :math:`f(x \pm h_i e_i)` of all elements. Elements outside the
   first tolerance are re-measured (one more jitted call, only on those elements) with
   Richardson extrapolation over :math:`h, h/2, h/4` and the adaptive ladder of
-  :mod:`funcdiff._fd_adaptive`; the smaller error estimate decides (their gap where they
-  disagree beyond both); the same
+  :mod:`funcdiff._fd_adaptive`; the smaller error estimate decides, floored by their gap
+  (all of it where they disagree beyond both estimates; up to the ladder's estimate where
+  they agree, since Richardson's round-off bound from :math:`|f|` can be too small); the same
   call compares one-sided differences at :math:`h` and :math:`h/4` to tell a kink (their gap
   does not shrink with the step) from a wrong gradient.
 * ``mode="directional"`` checks ``num_directions`` random directions :math:`u_j`: the JVP
