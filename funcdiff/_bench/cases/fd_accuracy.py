@@ -124,8 +124,8 @@ def funcdiff_fn(scheme: str, f: Callable[[Any, Any], Any]) -> Callable[[jax.Arra
     return functools.partial(fd_grad, fun, scheme=scheme, return_error=True)
 
 
-# evaluations per coordinate (both sides of every rung of a ladder)
-# evaluations per coordinate with ``return_error=True`` (plus one at x)
+# evaluations per coordinate with ``return_error=True`` (plus one at x; a ladder evaluates
+# both sides of every rung)
 EVALS = {
     "central": 4,  # h and h/2: the second pair is the truncation estimate
     "richardson": 2 * RICHARDSON.rungs,
